@@ -1,0 +1,301 @@
+#include "mr/json.h"
+
+#include "mr/error.h"
+#include "mr/fs.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+	const cJSON *node;
+	size_t off;
+} pos_entry;
+
+struct mr_json {
+	char *file;
+	char *text;
+	size_t len;
+	cJSON *root;
+	pos_entry *pos;
+	size_t npos, cappos;
+};
+
+static void line_col(const char *text, size_t off, int *line, int *col)
+{
+	size_t i;
+
+	*line = 1;
+	*col = 1;
+	for (i = 0; i < off; i++) {
+		if (text[i] == '\n') {
+			(*line)++;
+			*col = 1;
+		} else if (((unsigned char)text[i] & 0xC0) != 0x80) {
+			(*col)++;
+		}
+	}
+}
+
+static int remember(mr_json *d, const cJSON *node, size_t off)
+{
+	if (d->npos == d->cappos) {
+		size_t cap = d->cappos ? d->cappos * 2 : 64;
+		pos_entry *p = realloc(d->pos, cap * sizeof(*p));
+		if (!p)
+			return mr_error_set(MR_ERROR, "out of memory");
+		d->pos = p;
+		d->cappos = cap;
+	}
+	d->pos[d->npos++] = (pos_entry){ node, off };
+	return 0;
+}
+
+static size_t skip_ws(const mr_json *d, size_t i)
+{
+	while (i < d->len && strchr(" \t\r\n", d->text[i]) && d->text[i])
+		i++;
+	return i;
+}
+
+static size_t skip_string(const mr_json *d, size_t i)
+{
+	for (i++; i < d->len && d->text[i] != '"'; i++)
+		if (d->text[i] == '\\')
+			i++;
+	return i + 1;
+}
+
+/* Walks the text alongside the tree cJSON already built from it (so the text
+ * is known to be valid), recording where each node starts. */
+static int scan(mr_json *d, const cJSON *node, size_t *at, int record)
+{
+	size_t i = skip_ws(d, *at);
+	const cJSON *c;
+	int rc;
+
+	if (record && (rc = remember(d, node, i)))
+		return rc;
+	if (d->text[i] == '{' || d->text[i] == '[') {
+		int obj = d->text[i] == '{';
+		i++;
+		for (c = node->child; c; c = c->next) {
+			i = skip_ws(d, i);
+			if (obj) {
+				if ((rc = remember(d, c, i)))
+					return rc;
+				i = skip_ws(d, skip_string(d, i)) + 1;
+			}
+			if ((rc = scan(d, c, &i, !obj)))
+				return rc;
+			i = skip_ws(d, i);
+			if (d->text[i] == ',')
+				i++;
+		}
+		i = skip_ws(d, i) + 1;
+	} else if (d->text[i] == '"') {
+		i = skip_string(d, i);
+	} else {
+		while (i < d->len && !strchr(",]} \t\r\n", d->text[i]))
+			i++;
+	}
+	*at = i;
+	return 0;
+}
+
+static int syntax_error(const mr_json *d, size_t off)
+{
+	char near[24];
+	int line, col;
+	size_t n = 0;
+
+	line_col(d->text, off, &line, &col);
+	if (off >= d->len)
+		return mr_error_set(MR_EINVALID,
+				    "%s:%d:%d: invalid JSON: unexpected end of file; "
+				    "check for a missing '}', ']' or '\"'",
+				    d->file, line, col);
+	while (n < sizeof(near) - 1 && off + n < d->len &&
+	       d->text[off + n] != '\n')
+		n++;
+	memcpy(near, d->text + off, n);
+	near[n] = '\0';
+	return mr_error_set(MR_EINVALID,
+			    "%s:%d:%d: invalid JSON at '%s': expected a value, "
+			    "',' or a closing bracket; check for a missing comma or "
+			    "quote, or a trailing comma",
+			    d->file, line, col, near);
+}
+
+int mr_json_parse(mr_json **out, const char *file, const char *text,
+		  size_t len)
+{
+	mr_json *d = calloc(1, sizeof(*d));
+	const char *end = NULL;
+	size_t at = 0;
+	int rc = 0;
+
+	*out = NULL;
+	if (!d || !(d->file = strdup(file)) || !(d->text = malloc(len + 1))) {
+		rc = mr_error_set(MR_ERROR, "out of memory");
+		goto done;
+	}
+	memcpy(d->text, text, len);
+	d->text[len] = '\0';
+	d->len = len;
+	if (memchr(text, '\0', len)) {
+		rc = syntax_error(d, (size_t)((const char *)memchr(text, '\0', len) - text));
+		goto done;
+	}
+	d->root = cJSON_ParseWithLengthOpts(d->text, len, &end, 0);
+	if (!d->root) {
+		rc = syntax_error(d, end ? (size_t)(end - d->text) : 0);
+		goto done;
+	}
+	if (skip_ws(d, (size_t)(end - d->text)) < len) {
+		rc = syntax_error(d, skip_ws(d, (size_t)(end - d->text)));
+		goto done;
+	}
+	rc = scan(d, d->root, &at, 1);
+done:
+	if (rc)
+		mr_json_free(d);
+	else
+		*out = d;
+	return rc;
+}
+
+int mr_json_load(mr_json **out, const char *path, size_t max)
+{
+	mr_buf b = MR_BUF_INIT;
+	int rc;
+
+	*out = NULL;
+	if (!(rc = mr_fs_read(&b, path, max)))
+		rc = mr_json_parse(out, path, (const char *)b.data, b.len);
+	mr_buf_free(&b);
+	return rc;
+}
+
+cJSON *mr_json_root(const mr_json *doc)
+{
+	return doc->root;
+}
+
+const char *mr_json_file(const mr_json *doc)
+{
+	return doc->file;
+}
+
+void mr_json_pos(const mr_json *doc, const cJSON *node, int *line, int *col)
+{
+	size_t i;
+
+	*line = *col = 0;
+	for (i = 0; i < doc->npos; i++)
+		if (doc->pos[i].node == node) {
+			line_col(doc->text, doc->pos[i].off, line, col);
+			return;
+		}
+}
+
+void mr_json_free(mr_json *doc)
+{
+	if (!doc)
+		return;
+	cJSON_Delete(doc->root);
+	free(doc->pos);
+	free(doc->text);
+	free(doc->file);
+	free(doc);
+}
+
+static int put_string(mr_buf *out, const char *s)
+{
+	int rc = mr_buf_put(out, "\"", 1);
+
+	for (; !rc && *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '"' || c == '\\')
+			rc = mr_buf_printf(out, "\\%c", c);
+		else if (c < 0x20)
+			rc = mr_buf_printf(out, "\\u%04x", c);
+		else
+			rc = mr_buf_put(out, s, 1);
+	}
+	return rc ? rc : mr_buf_put(out, "\"", 1);
+}
+
+static int cmp_keys(const void *a, const void *b)
+{
+	return strcmp((*(const cJSON *const *)a)->string,
+		      (*(const cJSON *const *)b)->string);
+}
+
+int mr_json_canonical(mr_buf *out, const cJSON *v)
+{
+	const cJSON *c;
+	const cJSON **kids = NULL;
+	size_t n = 0, i;
+	int rc = 0;
+
+	if (cJSON_IsObject(v)) {
+		for (c = v->child; c; c = c->next)
+			n++;
+		if (n && !(kids = malloc(n * sizeof(*kids))))
+			return mr_error_set(MR_ERROR, "out of memory");
+		for (i = 0, c = v->child; c; c = c->next)
+			kids[i++] = c;
+		qsort(kids, n, sizeof(*kids), cmp_keys);
+		rc = mr_buf_put(out, "{", 1);
+		for (i = 0; !rc && i < n; i++) {
+			if (i)
+				rc = mr_buf_put(out, ",", 1);
+			if (!rc)
+				rc = put_string(out, kids[i]->string);
+			if (!rc)
+				rc = mr_buf_put(out, ":", 1);
+			if (!rc)
+				rc = mr_json_canonical(out, kids[i]);
+		}
+		free(kids);
+		return rc ? rc : mr_buf_put(out, "}", 1);
+	}
+	if (cJSON_IsArray(v)) {
+		rc = mr_buf_put(out, "[", 1);
+		for (c = v->child; !rc && c; c = c->next) {
+			if (c != v->child)
+				rc = mr_buf_put(out, ",", 1);
+			if (!rc)
+				rc = mr_json_canonical(out, c);
+		}
+		return rc ? rc : mr_buf_put(out, "]", 1);
+	}
+	if (cJSON_IsString(v))
+		return put_string(out, v->valuestring);
+	if (cJSON_IsNumber(v)) {
+		if (mr_json_is_int(v, -9007199254740991.0, 9007199254740991.0))
+			return mr_buf_printf(out, "%.0f", v->valuedouble);
+		return mr_buf_printf(out, "%.17g", v->valuedouble);
+	}
+	if (cJSON_IsBool(v))
+		return mr_buf_puts(out, cJSON_IsTrue(v) ? "true" : "false");
+	return mr_buf_puts(out, "null");
+}
+
+const char *mr_json_str(const cJSON *obj, const char *key)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+
+	return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+int mr_json_is_int(const cJSON *v, double lo, double hi)
+{
+	double d;
+
+	if (!cJSON_IsNumber(v))
+		return 0;
+	d = v->valuedouble;
+	return isfinite(d) && floor(d) == d && d >= lo && d <= hi;
+}
