@@ -1,0 +1,38 @@
+#include "common.h"
+
+#include <stdio.h>
+
+static const mr_opt opts[] = {
+	MOLT_COMMON_OPTS,
+	{ "target", 't', "TRIPLE", "target triple (default: this host's)" },
+	{ NULL, 0, NULL, NULL },
+};
+
+/* Checks a unit end to end (snapshot, index, signature, digests) and says so. */
+static int run(const mr_cmd *cmd, mr_args *args)
+{
+	const char *target = mr_args_get(cmd, args, "target");
+	char name[128], version[64], digest[72];
+	molt_runtime *rt = NULL;
+	int rc;
+
+	if (args->nrest != 1) {
+		mr_cli_error(PROG, "verify: expected one NAME@VERSION");
+		return 2;
+	}
+	if ((rc = split_ref(args->rest[0], name, sizeof(name), version, sizeof(version))) ||
+	    (rc = open_runtime(&rt, cmd, args, 0)))
+		return rc;
+	if ((rc = molt_fetch(rt, name, version, target, digest)))
+		rc = mr_cli_fail(PROG, rc);
+	else
+		printf("ok: %s@%s for %s, manifest %s, signature, size and digests verified\n",
+		       name, version, target ? target : molt_host_triple(), digest);
+	molt_runtime_free(rt);
+	return rc;
+}
+
+const mr_cmd molt_cmd_verify = {
+	"verify", "verify a unit's signature and digests against the trusted keys",
+	"[options] NAME@VERSION", opts, run,
+};

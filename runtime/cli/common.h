@@ -1,0 +1,22 @@
+/* Options shared by the molt subcommands. */
+#ifndef MOLT_CLI_COMMON_H
+#define MOLT_CLI_COMMON_H
+
+#include "cmd.h"
+#include "molt/molt.h"
+
+/* The option-table rows every unit command takes. */
+#define MOLT_COMMON_OPTS                                                                   \
+	{ "registry", 'r', "URL|DIR", "registry to fetch from (else $MOLT_REGISTRY)" },    \
+	{ "key", 'k', "FILE[:FILE]", "trusted public key(s) (else $MOLT_TRUSTED_KEYS)" },  \
+	{ "cache", 0, "DIR", "cache folder (default: $XDG_CACHE_HOME/molt)" },             \
+	{ "quiet", 'q', NULL, "no progress output" }
+
+/* Opens a runtime from the common options; prints the error and returns an
+ * exit status on failure. */
+int open_runtime(molt_runtime **rt, const mr_cmd *cmd, const mr_args *args, int progress);
+
+/* Splits "name@version"; prints the error and returns 2 when malformed. */
+int split_ref(const char *ref, char *name, size_t nlen, char *version, size_t vlen);
+
+#endif

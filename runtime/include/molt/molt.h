@@ -1,0 +1,107 @@
+/* libmolt: fetch signed Molt units, verify them, and load them explicitly.
+ *
+ * Every function that can fail returns 0 or a negative code (MOLT_E*), and
+ * molt_error_last() explains the last failure on the calling thread.
+ * Nothing is loaded implicitly: a unit is fetched and loaded only when its
+ * exact name and version are asked for. */
+#ifndef MOLT_MOLT_H
+#define MOLT_MOLT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MOLT_API __attribute__((visibility("default")))
+
+/* Error codes (the same values as the core's MR_E*). */
+enum {
+	MOLT_OK = 0,
+	MOLT_ERROR = -1,     /* generic */
+	MOLT_ENOTFOUND = -2, /* no such unit, version, target or function */
+	MOLT_EVERIFY = -3,   /* a digest, signature, size or identity check failed */
+	MOLT_EINVALID = -5,  /* bad input, or a validation error from the unit */
+	MOLT_EENV = -6,      /* network, cache folder, dlopen */
+};
+
+/* Progress of a download: `what` names it, `total` is 0 when unknown. */
+typedef void (*molt_progress_cb)(const char *what, uint64_t done, uint64_t total,
+				 void *payload);
+
+/* Options for molt_runtime_open; start from MOLT_OPTIONS_INIT. */
+typedef struct {
+	unsigned int version;           /* MOLT_OPTIONS_VERSION */
+	const char *registry;           /* URL (http, https, file) or a folder */
+	const char *cache_dir;          /* NULL: $XDG_CACHE_HOME/molt or ~/.cache/molt */
+	const char *const *trusted_keys; /* paths of minisign .pub files */
+	size_t trusted_keys_count;
+	molt_progress_cb progress;      /* optional */
+	void *progress_payload;
+} molt_options;
+
+#define MOLT_OPTIONS_VERSION 1
+#define MOLT_OPTIONS_INIT { MOLT_OPTIONS_VERSION, NULL, NULL, NULL, 0, NULL, NULL }
+
+/* A runtime: one registry, one cache, one set of trusted keys (opaque). */
+typedef struct molt_runtime molt_runtime;
+
+/* A loaded unit (opaque). */
+typedef struct molt_unit molt_unit;
+
+/* Opens a runtime. Copies what it needs from `opts`. Free with
+ * molt_runtime_free. */
+MOLT_API int molt_runtime_open(molt_runtime **out, const molt_options *opts);
+
+/* Frees a runtime; NULL is a no-op. Units loaded from it must be freed first. */
+MOLT_API void molt_runtime_free(molt_runtime *rt);
+
+/* Fetches name@version for `target` (NULL: this host's triple) into the
+ * cache, verifying snapshot, index, manifest signature and artifact digest.
+ * Writes the manifest digest ("sha256:...") to `manifest_digest` if not NULL. */
+MOLT_API int molt_fetch(molt_runtime *rt, const char *name, const char *version,
+			const char *target, char manifest_digest[72]);
+
+/* Fetches (as molt_fetch) and loads the native unit name@version: checks
+ * target triple and ABI version, dlopens it, checks molt_abi_version() and
+ * calls molt_init. Free with molt_unit_free. */
+MOLT_API int molt_unit_load(molt_unit **out, molt_runtime *rt, const char *name,
+			    const char *version);
+
+/* Calls `function` with a JSON request, validated against the function's
+ * input schema; on success *json_out is the JSON result, validated against
+ * the output schema (caller frees with free()). An error from the unit is
+ * MOLT_EINVALID (validation class) or MOLT_ERROR, with its class, code,
+ * path and message in molt_error_last(). */
+MOLT_API int molt_unit_call_json(molt_unit *u, const char *function,
+				 const char *json_in, char **json_out);
+
+/* Encodes a JSON request for `function` into its request envelope
+ * (validated); *out is malloc'd (caller frees). */
+MOLT_API int molt_unit_encode_request(molt_unit *u, const char *function,
+				      const char *json_in, unsigned char **out,
+				      size_t *out_len);
+
+/* Runs one raw envelope through the unit: call, then poll to completion.
+ * *out (malloc'd, caller frees) is the result or error envelope;
+ * *is_error is 1 for an error envelope. No validation: for byte-level tests. */
+MOLT_API int molt_unit_call_envelope(molt_unit *u, uint32_t function_id,
+				     const unsigned char *env, size_t len,
+				     unsigned char **out, size_t *out_len,
+				     int *is_error);
+
+/* Unloads a unit; NULL is a no-op. */
+MOLT_API void molt_unit_free(molt_unit *u);
+
+/* The last error message on this thread ("" if none). */
+MOLT_API const char *molt_error_last(void);
+
+/* This host's target triple, e.g. "x86_64-linux-gnu". */
+MOLT_API const char *molt_host_triple(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

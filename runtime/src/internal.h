@@ -1,0 +1,47 @@
+/* libmolt internals shared between its files. */
+#ifndef MOLT_INTERNAL_H
+#define MOLT_INTERNAL_H
+
+#include "molt/molt.h"
+
+#include "mr/buf.h"
+#include "mr/minisign.h"
+
+#include <cjson/cJSON.h>
+#include <msgpack.h>
+#include <time.h>
+
+struct molt_runtime {
+	char *base;        /* registry base URL, ending in '/' */
+	char *cache;       /* cache folder */
+	mr_pubkey *keys;
+	size_t nkeys;
+	molt_progress_cb progress;
+	void *progress_payload;
+};
+
+/* What a verified fetch leaves behind. */
+typedef struct {
+	cJSON *manifest;   /* the signed manifest */
+	char *artifact;    /* path of the verified artifact in the cache */
+} molt__fetched;
+
+/* Fetches and verifies a unit (fetch.c). */
+int molt__fetch(molt_runtime *rt, const char *name, const char *version,
+		const char *target, molt__fetched *out, char manifest_digest[72]);
+
+/* Reads a verified schema blob from the cache into a parsed type (the
+ * schema's "type" member lives inside *doc; caller deletes *doc). */
+int molt__schema_get(molt_runtime *rt, const cJSON *manifest, const char *id,
+		     int version, cJSON **doc);
+
+/* JSON value -> MsgPack, validated against `type` (schema.c). `path` is a
+ * scratch buffer naming where a problem is. */
+int molt__schema_encode(const cJSON *type, const cJSON *v, msgpack_packer *pk,
+			char *path, size_t pathlen);
+
+/* MsgPack value -> JSON, validated against `type`. */
+int molt__schema_decode(const cJSON *type, const msgpack_object *o, cJSON **out,
+			char *path, size_t pathlen);
+
+#endif

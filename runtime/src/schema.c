@@ -1,0 +1,316 @@
+/* The schema type language of docs/schemas.md, over cJSON and msgpack-c. */
+#include "internal.h"
+
+#include "mr/error.h"
+#include "mr/json.h"
+
+#include <math.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+
+static const char *kind_of(const cJSON *type, const cJSON **arg)
+{
+	static const char *const compound[] = { "list", "map", "record", "enum", "nullable" };
+	size_t i;
+
+	*arg = NULL;
+	if (cJSON_IsString(type))
+		return type->valuestring;
+	for (i = 0; cJSON_IsObject(type) && i < sizeof(compound) / sizeof(*compound); i++)
+		if ((*arg = cJSON_GetObjectItemCaseSensitive(type, compound[i])))
+			return compound[i];
+	return "?";
+}
+
+static int fail(const char *path, const char *want, const char *found)
+{
+	return mr_error_set(MR_EINVALID, "%s: expected %s, found %s",
+			    *path ? path : "(value)", want, found);
+}
+
+static const char *json_kind(const cJSON *v)
+{
+	if (cJSON_IsObject(v)) return "an object";
+	if (cJSON_IsArray(v)) return "a list";
+	if (cJSON_IsString(v)) return "a string";
+	if (cJSON_IsBool(v)) return "a boolean";
+	if (cJSON_IsNull(v)) return "null";
+	return "a number";
+}
+
+/* Extends `path` with ".name" or "[i]"; returns the old length. */
+static size_t push(char *path, size_t n, const char *name, int index)
+{
+	size_t old = strlen(path);
+
+	if (name)
+		snprintf(path + old, n - old, "%s%s", old ? "." : "", name);
+	else
+		snprintf(path + old, n - old, "[%d]", index);
+	return old;
+}
+
+int molt__schema_encode(const cJSON *type, const cJSON *v, msgpack_packer *pk,
+			char *path, size_t n)
+{
+	const cJSON *arg, *c, *f;
+	const char *k = kind_of(type, &arg);
+	size_t old;
+	int rc = 0, i = 0, count = 0;
+
+	if (!strcmp(k, "bool")) {
+		if (!cJSON_IsBool(v))
+			return fail(path, "a boolean", json_kind(v));
+		return cJSON_IsTrue(v) ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
+	}
+	if (!strcmp(k, "int")) {
+		if (!mr_json_is_int(v, -9007199254740991.0, 9007199254740991.0))
+			return fail(path, "an integer", json_kind(v));
+		return msgpack_pack_int64(pk, (int64_t)v->valuedouble);
+	}
+	if (!strcmp(k, "float")) {
+		if (!cJSON_IsNumber(v))
+			return fail(path, "a number", json_kind(v));
+		return msgpack_pack_double(pk, v->valuedouble);
+	}
+	if (!strcmp(k, "string") || !strcmp(k, "enum")) {
+		if (!cJSON_IsString(v))
+			return fail(path, "a string", json_kind(v));
+		if (arg) {
+			for (c = arg->child; c && strcmp(c->valuestring, v->valuestring); c = c->next)
+				;
+			if (!c)
+				return mr_error_set(MR_EINVALID, "%s: '%s' is not one of the allowed values",
+						    *path ? path : "(value)", v->valuestring);
+		}
+		size_t len = strlen(v->valuestring);
+		return msgpack_pack_str(pk, len) || msgpack_pack_str_body(pk, v->valuestring, len);
+	}
+	if (!strcmp(k, "bytes")) {
+		unsigned char buf[65536];
+		size_t len;
+		if (!cJSON_IsString(v) ||
+		    sodium_base642bin(buf, sizeof(buf), v->valuestring, strlen(v->valuestring),
+				      NULL, &len, NULL, sodium_base64_VARIANT_ORIGINAL))
+			return fail(path, "base64 text (at most 64 KiB of bytes)", json_kind(v));
+		return msgpack_pack_bin(pk, len) || msgpack_pack_bin_body(pk, buf, len);
+	}
+	if (!strcmp(k, "nullable"))
+		return cJSON_IsNull(v) ? msgpack_pack_nil(pk)
+				       : molt__schema_encode(arg, v, pk, path, n);
+	if (!strcmp(k, "list")) {
+		if (!cJSON_IsArray(v))
+			return fail(path, "a list", json_kind(v));
+		msgpack_pack_array(pk, (size_t)cJSON_GetArraySize(v));
+		for (c = v->child; !rc && c; c = c->next, i++) {
+			old = push(path, n, NULL, i);
+			rc = molt__schema_encode(arg, c, pk, path, n);
+			if (!rc)
+				path[old] = '\0';
+		}
+		return rc;
+	}
+	if (!strcmp(k, "map")) {
+		if (!cJSON_IsObject(v))
+			return fail(path, "an object", json_kind(v));
+		msgpack_pack_map(pk, (size_t)cJSON_GetArraySize(v));
+		for (c = v->child; !rc && c; c = c->next) {
+			size_t len = strlen(c->string);
+			msgpack_pack_str(pk, len);
+			msgpack_pack_str_body(pk, c->string, len);
+			old = push(path, n, c->string, 0);
+			rc = molt__schema_encode(arg, c, pk, path, n);
+			if (!rc)
+				path[old] = '\0';
+		}
+		return rc;
+	}
+	if (!strcmp(k, "record")) {
+		if (!cJSON_IsObject(v))
+			return fail(path, "an object", json_kind(v));
+		for (c = v->child; c; c = c->next) {
+			for (f = arg->child; f && strcmp(mr_json_str(f, "name"), c->string); f = f->next)
+				;
+			if (!f) {
+				push(path, n, c->string, 0);
+				return mr_error_set(MR_EINVALID, "%s: unknown field; the schema does not have it", path);
+			}
+		}
+		for (f = arg->child; f; f = f->next) {
+			int opt = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(f, "optional"));
+			if (cJSON_GetObjectItemCaseSensitive(v, mr_json_str(f, "name")))
+				count++;
+			else if (!opt) {
+				push(path, n, mr_json_str(f, "name"), 0);
+				return mr_error_set(MR_EINVALID, "%s: missing required field", path);
+			}
+		}
+		/* Schema order, so every host encodes the same request identically. */
+		msgpack_pack_map(pk, (size_t)count);
+		for (f = arg->child; !rc && f; f = f->next) {
+			const char *name = mr_json_str(f, "name");
+			if (!(c = cJSON_GetObjectItemCaseSensitive(v, name)))
+				continue;
+			msgpack_pack_str(pk, strlen(name));
+			msgpack_pack_str_body(pk, name, strlen(name));
+			old = push(path, n, name, 0);
+			rc = molt__schema_encode(cJSON_GetObjectItemCaseSensitive(f, "type"), c, pk, path, n);
+			if (!rc)
+				path[old] = '\0';
+		}
+		return rc;
+	}
+	return mr_error_set(MR_EINVALID, "%s: the schema has an unknown type", *path ? path : "(value)");
+}
+
+static const char *mp_kind(const msgpack_object *o)
+{
+	switch (o->type) {
+	case MSGPACK_OBJECT_NIL: return "nil";
+	case MSGPACK_OBJECT_BOOLEAN: return "a boolean";
+	case MSGPACK_OBJECT_POSITIVE_INTEGER:
+	case MSGPACK_OBJECT_NEGATIVE_INTEGER: return "an integer";
+	case MSGPACK_OBJECT_FLOAT32:
+	case MSGPACK_OBJECT_FLOAT64: return "a float";
+	case MSGPACK_OBJECT_STR: return "a string";
+	case MSGPACK_OBJECT_BIN: return "bytes";
+	case MSGPACK_OBJECT_ARRAY: return "a list";
+	case MSGPACK_OBJECT_MAP: return "a map";
+	default: return "an extension";
+	}
+}
+
+static cJSON *str_json(const msgpack_object_str *s)
+{
+	char *tmp = malloc(s->size + 1);
+	cJSON *j;
+
+	if (!tmp)
+		return NULL;
+	memcpy(tmp, s->ptr, s->size);
+	tmp[s->size] = '\0';
+	j = cJSON_CreateString(tmp);
+	free(tmp);
+	return j;
+}
+
+static int str_eq(const msgpack_object *o, const char *s)
+{
+	return o->type == MSGPACK_OBJECT_STR && o->via.str.size == strlen(s) &&
+	       !memcmp(o->via.str.ptr, s, o->via.str.size);
+}
+
+int molt__schema_decode(const cJSON *type, const msgpack_object *o, cJSON **out,
+			char *path, size_t n)
+{
+	const cJSON *arg, *f;
+	const char *k = kind_of(type, &arg);
+	uint32_t i;
+	size_t old;
+	int rc = 0;
+
+	*out = NULL;
+	if (!strcmp(k, "bool")) {
+		if (o->type != MSGPACK_OBJECT_BOOLEAN)
+			return fail(path, "a boolean", mp_kind(o));
+		*out = cJSON_CreateBool(o->via.boolean);
+	} else if (!strcmp(k, "int")) {
+		if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+			*out = cJSON_CreateNumber((double)o->via.u64);
+		else if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+			*out = cJSON_CreateNumber((double)o->via.i64);
+		else
+			return fail(path, "an integer", mp_kind(o));
+	} else if (!strcmp(k, "float")) {
+		if (o->type != MSGPACK_OBJECT_FLOAT32 && o->type != MSGPACK_OBJECT_FLOAT64)
+			return fail(path, "a float", mp_kind(o));
+		*out = isfinite(o->via.f64) ? cJSON_CreateNumber(o->via.f64) : cJSON_CreateNull();
+	} else if (!strcmp(k, "string") || !strcmp(k, "enum")) {
+		if (o->type != MSGPACK_OBJECT_STR)
+			return fail(path, "a string", mp_kind(o));
+		if (arg) {
+			const cJSON *c;
+			for (c = arg->child; c && !str_eq(o, c->valuestring); c = c->next)
+				;
+			if (!c)
+				return mr_error_set(MR_EINVALID, "%s: not one of the allowed values",
+						    *path ? path : "(value)");
+		}
+		*out = str_json(&o->via.str);
+	} else if (!strcmp(k, "bytes")) {
+		size_t len = sodium_base64_ENCODED_LEN(o->via.bin.size, sodium_base64_VARIANT_ORIGINAL);
+		char *b64;
+		if (o->type != MSGPACK_OBJECT_BIN)
+			return fail(path, "bytes", mp_kind(o));
+		if (!(b64 = malloc(len)))
+			return mr_error_set(MR_ERROR, "out of memory");
+		sodium_bin2base64(b64, len, (const unsigned char *)o->via.bin.ptr, o->via.bin.size,
+				  sodium_base64_VARIANT_ORIGINAL);
+		*out = cJSON_CreateString(b64);
+		free(b64);
+	} else if (!strcmp(k, "nullable")) {
+		if (o->type == MSGPACK_OBJECT_NIL)
+			*out = cJSON_CreateNull();
+		else
+			return molt__schema_decode(arg, o, out, path, n);
+	} else if (!strcmp(k, "list")) {
+		if (o->type != MSGPACK_OBJECT_ARRAY)
+			return fail(path, "a list", mp_kind(o));
+		*out = cJSON_CreateArray();
+		for (i = 0; !rc && i < o->via.array.size; i++) {
+			cJSON *item;
+			old = push(path, n, NULL, (int)i);
+			if (!(rc = molt__schema_decode(arg, &o->via.array.ptr[i], &item, path, n))) {
+				cJSON_AddItemToArray(*out, item);
+				path[old] = '\0';
+			}
+		}
+	} else if (!strcmp(k, "map") || !strcmp(k, "record")) {
+		int record = !strcmp(k, "record");
+		if (o->type != MSGPACK_OBJECT_MAP)
+			return fail(path, "a map", mp_kind(o));
+		*out = cJSON_CreateObject();
+		for (i = 0; !rc && i < o->via.map.size; i++) {
+			const msgpack_object_kv *kv = &o->via.map.ptr[i];
+			const cJSON *ft = arg;
+			cJSON *val, *key;
+			if (kv->key.type != MSGPACK_OBJECT_STR) {
+				rc = fail(path, "string keys", mp_kind(&kv->key));
+				break;
+			}
+			key = str_json(&kv->key.via.str);
+			old = push(path, n, key ? key->valuestring : "?", 0);
+			if (record) {
+				for (f = arg->child; f && !str_eq(&kv->key, mr_json_str(f, "name")); f = f->next)
+					;
+				if (!f) {
+					cJSON_Delete(key);
+					rc = mr_error_set(MR_EINVALID, "%s: unknown field; the schema does not have it", path);
+					break;
+				}
+				ft = cJSON_GetObjectItemCaseSensitive(f, "type");
+			}
+			if (!(rc = molt__schema_decode(ft, &kv->val, &val, path, n))) {
+				cJSON_AddItemToObject(*out, key->valuestring, val);
+				path[old] = '\0';
+			}
+			cJSON_Delete(key);
+		}
+		for (f = record && !rc ? arg->child : NULL; f; f = f->next)
+			if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(f, "optional")) &&
+			    !cJSON_GetObjectItemCaseSensitive(*out, mr_json_str(f, "name"))) {
+				push(path, n, mr_json_str(f, "name"), 0);
+				rc = mr_error_set(MR_EINVALID, "%s: missing required field", path);
+				break;
+			}
+	} else {
+		return mr_error_set(MR_EINVALID, "%s: the schema has an unknown type", *path ? path : "(value)");
+	}
+	if (rc) {
+		cJSON_Delete(*out);
+		*out = NULL;
+		return rc;
+	}
+	return *out ? 0 : mr_error_set(MR_ERROR, "out of memory");
+}
