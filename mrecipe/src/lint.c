@@ -18,23 +18,51 @@ typedef struct {
 	int count;
 } lint_ctx;
 
+static void vproblem(lint_ctx *cx, const cJSON *at, int key, const char *path,
+		     const char *fmt, va_list ap) __attribute__((format(printf, 5, 0)));
+
+static void vproblem(lint_ctx *cx, const cJSON *at, int key, const char *path,
+		     const char *fmt, va_list ap)
+{
+	char msg[1024];
+	int line, col;
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	if (key)
+		mr_json_key_pos(cx->doc, at, &line, &col);
+	else
+		mr_json_pos(cx->doc, at, &line, &col);
+	mr_buf_printf(cx->report, "%s:%d:%d: %s: %s\n", mr_json_file(cx->doc),
+		      line, col, *path ? path : "(top level)", msg);
+	cx->count++;
+}
+
+/* A problem with a value: points at the value. */
 static void problem(lint_ctx *cx, const cJSON *at, const char *path,
 		    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 static void problem(lint_ctx *cx, const cJSON *at, const char *path,
 		    const char *fmt, ...)
 {
-	char msg[1024];
-	int line, col;
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	vproblem(cx, at, 0, path, fmt, ap);
 	va_end(ap);
-	mr_json_pos(cx->doc, at, &line, &col);
-	mr_buf_printf(cx->report, "%s:%d:%d: %s: %s\n", mr_json_file(cx->doc),
-		      line, col, *path ? path : "(top level)", msg);
-	cx->count++;
+}
+
+/* A problem with a member's name: points at the name. */
+static void key_problem(lint_ctx *cx, const cJSON *at, const char *path,
+			const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static void key_problem(lint_ctx *cx, const cJSON *at, const char *path,
+			const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vproblem(cx, at, 1, path, fmt, ap);
+	va_end(ap);
 }
 
 static const char *type_name(const cJSON *v)
@@ -101,7 +129,7 @@ static void check_object(lint_ctx *cx, const cJSON *s, const cJSON *v,
 			if (!strcmp(d->string, c->string))
 				break;
 		if (d != c) {
-			problem(cx, c, sub, "duplicate field; keep one");
+			key_problem(cx, c, sub, "duplicate field; keep one");
 			continue;
 		}
 		if (ps) {
@@ -110,7 +138,7 @@ static void check_object(lint_ctx *cx, const cJSON *s, const cJSON *v,
 			mr_buf valid = MR_BUF_INIT;
 			for (d = props ? props->child : NULL; d; d = d->next)
 				mr_buf_printf(&valid, "%s%s", valid.len ? ", " : "", d->string);
-			problem(cx, c, sub, "unknown field '%s'; valid fields here are: %s",
+			key_problem(cx, c, sub, "unknown field '%s'; valid fields here are: %s",
 				c->string, valid.data ? (char *)valid.data : "(none)");
 			mr_buf_free(&valid);
 		}

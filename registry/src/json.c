@@ -9,7 +9,8 @@
 
 typedef struct {
 	const cJSON *node;
-	size_t off;
+	size_t key; /* where its member name starts (objects' members only) */
+	size_t val; /* where its value starts */
 } pos_entry;
 
 struct mr_json {
@@ -37,7 +38,7 @@ static void line_col(const char *text, size_t off, int *line, int *col)
 	}
 }
 
-static int remember(mr_json *d, const cJSON *node, size_t off)
+static int remember(mr_json *d, const cJSON *node, size_t key, size_t val)
 {
 	if (d->npos == d->cappos) {
 		size_t cap = d->cappos ? d->cappos * 2 : 64;
@@ -47,7 +48,7 @@ static int remember(mr_json *d, const cJSON *node, size_t off)
 		d->pos = p;
 		d->cappos = cap;
 	}
-	d->pos[d->npos++] = (pos_entry){ node, off };
+	d->pos[d->npos++] = (pos_entry){ node, key, val };
 	return 0;
 }
 
@@ -68,25 +69,25 @@ static size_t skip_string(const mr_json *d, size_t i)
 
 /* Walks the text alongside the tree cJSON already built from it (so the text
  * is known to be valid), recording where each node starts. */
-static int scan(mr_json *d, const cJSON *node, size_t *at, int record)
+static int scan(mr_json *d, const cJSON *node, size_t *at, size_t key)
 {
 	size_t i = skip_ws(d, *at);
 	const cJSON *c;
 	int rc;
 
-	if (record && (rc = remember(d, node, i)))
+	if ((rc = remember(d, node, key == (size_t)-1 ? i : key, i)))
 		return rc;
 	if (d->text[i] == '{' || d->text[i] == '[') {
 		int obj = d->text[i] == '{';
 		i++;
 		for (c = node->child; c; c = c->next) {
+			size_t k = (size_t)-1;
 			i = skip_ws(d, i);
 			if (obj) {
-				if ((rc = remember(d, c, i)))
-					return rc;
+				k = i;
 				i = skip_ws(d, skip_string(d, i)) + 1;
 			}
-			if ((rc = scan(d, c, &i, !obj)))
+			if ((rc = scan(d, c, &i, k)))
 				return rc;
 			i = skip_ws(d, i);
 			if (d->text[i] == ',')
@@ -156,7 +157,7 @@ int mr_json_parse(mr_json **out, const char *file, const char *text,
 		rc = syntax_error(d, skip_ws(d, (size_t)(end - d->text)));
 		goto done;
 	}
-	rc = scan(d, d->root, &at, 1);
+	rc = scan(d, d->root, &at, (size_t)-1);
 done:
 	if (rc)
 		mr_json_free(d);
@@ -187,16 +188,27 @@ const char *mr_json_file(const mr_json *doc)
 	return doc->file;
 }
 
-void mr_json_pos(const mr_json *doc, const cJSON *node, int *line, int *col)
+static void find_pos(const mr_json *doc, const cJSON *node, int key, int *line,
+		     int *col)
 {
 	size_t i;
 
 	*line = *col = 0;
 	for (i = 0; i < doc->npos; i++)
 		if (doc->pos[i].node == node) {
-			line_col(doc->text, doc->pos[i].off, line, col);
+			line_col(doc->text, key ? doc->pos[i].key : doc->pos[i].val, line, col);
 			return;
 		}
+}
+
+void mr_json_pos(const mr_json *doc, const cJSON *node, int *line, int *col)
+{
+	find_pos(doc, node, 0, line, col);
+}
+
+void mr_json_key_pos(const mr_json *doc, const cJSON *node, int *line, int *col)
+{
+	find_pos(doc, node, 1, line, col);
 }
 
 void mr_json_free(mr_json *doc)

@@ -25,9 +25,12 @@ cJSON *mr_json_root(const mr_json *doc);
 /* The file name given at parse time. */
 const char *mr_json_file(const mr_json *doc);
 
-/* Writes the 1-based line and column where `node` starts in the text
- * (for an object member: where its key starts). 0,0 if unknown. */
+/* Writes the 1-based line and column where `node`'s value starts in the
+ * text. 0,0 if unknown. */
 void mr_json_pos(const mr_json *doc, const cJSON *node, int *line, int *col);
+
+/* Same, but for an object member, where its name starts. */
+void mr_json_key_pos(const mr_json *doc, const cJSON *node, int *line, int *col);
 
 /* Frees the document; NULL is a no-op. */
 void mr_json_free(mr_json *doc);
