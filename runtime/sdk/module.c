@@ -470,6 +470,21 @@ int32_t molt_poll(int64_t task, const void **out, uint32_t *out_len)
 	return rc == MOLT_DONE ? 1 : 2;
 }
 
+#if !defined(__wasm__)
+/* A native unit can be unloaded (dlclose); give its memory back then. */
+__attribute__((destructor)) static void unload(void)
+{
+	int i;
+
+	for (i = 0; i < MAX_TASKS; i++)
+		if (unit.tasks[i].id)
+			end_task(&unit.tasks[i]);
+	if (unit.initialised)
+		msgpack_sbuffer_destroy(&unit.out);
+	unit.initialised = 0;
+}
+#endif
+
 int32_t molt_cancel(int64_t task)
 {
 	molt_task *t = find_task(task);

@@ -24,6 +24,7 @@ typedef struct {
 	FILE *file;
 	mr_sha256 *hash;
 	uint64_t got, cap;
+	int over; /* the server sent more than `cap` */
 	molt_runtime *rt;
 	const char *what;
 } sink;
@@ -34,8 +35,10 @@ static size_t on_data(char *p, size_t size, size_t n, void *ud)
 	size_t len = size * n;
 
 	/* Endless-data defence: never take more than the signed size. */
-	if (s->got + len > s->cap)
+	if (s->got + len > s->cap) {
+		s->over = 1;
 		return 0;
+	}
 	s->got += len;
 	if (s->hash)
 		mr_sha256_update(s->hash, p, len);
@@ -73,7 +76,7 @@ static int get(molt_runtime *rt, const char *rel, sink *s)
 	curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 60L);
 	cc = curl_easy_perform(c);
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-	if (cc == CURLE_WRITE_ERROR && s->got + 0 >= s->cap)
+	if (cc == CURLE_WRITE_ERROR && s->over)
 		rc = mr_error_set(MR_EVERIFY,
 				  "%s: more than the expected %llu bytes; refusing the rest "
 				  "(the server sends more than signed metadata allows)",
@@ -92,7 +95,7 @@ static int get(molt_runtime *rt, const char *rel, sink *s)
 
 static int get_buf(molt_runtime *rt, const char *rel, mr_buf *out, uint64_t cap)
 {
-	sink s = { out, NULL, NULL, 0, cap, NULL, rel };
+	sink s = { out, NULL, NULL, 0, cap, 0, NULL, rel };
 
 	out->len = 0;
 	return get(rt, rel, &s);
@@ -143,7 +146,7 @@ static int get_artifact(molt_runtime *rt, const cJSON *a, char **path_out,
 	char have[MR_DIGEST_STR_LEN + 1], rel[128], *path = mr_blob_path(rt->cache, digest);
 	char *tmp = NULL;
 	unsigned char raw[MR_DIGEST_LEN];
-	sink s = { NULL, NULL, NULL, 0, size, NULL, label };
+	sink s = { NULL, NULL, NULL, 0, size, 0, NULL, label };
 	int rc = 0;
 
 	*path_out = NULL;

@@ -1,0 +1,904 @@
+// molt.js — the JavaScript host for Molt units (browsers and Node 20).
+//
+// It fetches a unit from a static registry (docs/registry.md), checks every
+// file against signed metadata before use (minisign "Ed" signatures and
+// SHA-256 through WebCrypto), compiles and instantiates the wasm with no
+// imports, and calls it through the Molt ABI v0.1 (docs/abi.md) with
+// schema-checked MsgPack payloads (docs/schemas.md).
+//
+// Every failure is a MoltError with a stable `code` and a message that says
+// what was expected, what was found, where, and what to do.
+
+import { Encoder, Decoder } from '@msgpack/msgpack';
+
+/** The ABI this host speaks: (major << 16) | minor. */
+export const ABI_VERSION = 0x00000001;
+const ABI_STRING = '0.1';
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+/** Caps for files whose size no signed metadata gives (endless-data defence). */
+export const LIMITS = {
+  snapshot: 1 * MiB,
+  index: 4 * MiB,
+  signature: 16 * KiB,
+  schema: 1 * MiB,
+  manifest: 1 * MiB,
+  artifact: 256 * MiB,
+};
+
+// ---------------------------------------------------------------- errors
+
+/** An error from the Molt host: `code` is stable, `message` is for people. */
+export class MoltError extends Error {
+  /**
+   * @param {string} code e.g. 'DIGEST_MISMATCH'
+   * @param {string} message what was expected, what was found, where, what to do
+   * @param {object} [details] extra fields copied onto the error (url, expected, found, ...)
+   */
+  constructor(code, message, details = {}) {
+    super(message);
+    this.name = 'MoltError';
+    this.code = code;
+    Object.assign(this, details);
+  }
+}
+
+const fail = (code, message, details) => { throw new MoltError(code, message, details); };
+
+// ---------------------------------------------------------------- bytes
+
+const utf8 = new TextEncoder();
+const utf8d = new TextDecoder('utf-8', { fatal: true });
+
+/** Lowercase hex of bytes. */
+export function toHex(bytes) {
+  let s = '';
+  for (const b of bytes) s += b.toString(16).padStart(2, '0');
+  return s;
+}
+
+function fromBase64(text, what) {
+  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(text) || text.length % 4 !== 0)
+    fail('SIGNATURE_MALFORMED', `${what}: expected a base64 line, found ${JSON.stringify(text.slice(0, 40))}`);
+  const bin = atob(text);
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}
+
+/** Base64 of bytes. */
+export function toBase64(bytes) {
+  let bin = '';
+  for (const b of bytes) bin += String.fromCharCode(b);
+  return btoa(bin);
+}
+
+function asBytes(data) {
+  if (data instanceof Uint8Array) return data;
+  if (typeof data === 'string') return utf8.encode(data);
+  if (data instanceof ArrayBuffer) return new Uint8Array(data);
+  if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  throw new TypeError('expected bytes (Uint8Array, ArrayBuffer or string)');
+}
+
+function subtle() {
+  const s = globalThis.crypto?.subtle;
+  if (!s) fail('CRYPTO_UNAVAILABLE', 'WebCrypto (crypto.subtle) is not available: browsers expose it only in secure contexts (https:// or http://localhost / 127.0.0.1). Serve the page from one of those.');
+  return s;
+}
+
+const now = () => (globalThis.performance ?? Date).now();
+
+// ---------------------------------------------------------------- sha-256
+
+/**
+ * SHA-256 of `data`, written `sha256:<64 lowercase hex>`.
+ * @param {Uint8Array|ArrayBuffer|string} data
+ * @returns {Promise<string>}
+ */
+export async function sha256(data) {
+  const d = await subtle().digest('SHA-256', asBytes(data));
+  return 'sha256:' + toHex(new Uint8Array(d));
+}
+
+const DIGEST_RE = /^sha256:[0-9a-f]{64}$/;
+
+// ---------------------------------------------------------------- minisign
+
+// minisign prints a key id as the little-endian u64 in uppercase hex.
+// As minisign prints it: the little-endian u64, uppercase hex, no leading zeros.
+const keyIdHex = (id) => toHex(Uint8Array.from(id).reverse()).toUpperCase().replace(/^0+(?=.)/, '');
+
+function lines(text) {
+  const ls = text.replace(/\r/g, '').split('\n');
+  while (ls.length && ls[ls.length - 1] === '') ls.pop();
+  return ls;
+}
+
+/**
+ * Parses a minisign public key: the text of a `.pub` file or its bare base64 line.
+ * @param {string} text
+ * @returns {{keyId: Uint8Array, keyIdHex: string, publicKey: Uint8Array, text: string}}
+ */
+export function parsePublicKey(text) {
+  if (typeof text !== 'string') fail('KEY_INVALID', 'a public key must be given as the text of a minisign .pub file');
+  const ls = lines(text.trim());
+  const b64 = ls.length === 1 ? ls[0] : ls[0]?.startsWith('untrusted comment:') && ls.length === 2 ? ls[1] : null;
+  if (b64 === null)
+    fail('KEY_INVALID', `expected a minisign public key ("untrusted comment: ..." then one base64 line), found ${ls.length} line(s) starting ${JSON.stringify(text.slice(0, 40))}; pass the .pub file made by minisign -G or mrecipe keygen`);
+  let raw;
+  try { raw = fromBase64(b64.trim(), 'public key'); } catch (e) { fail('KEY_INVALID', e.message + '; pass the .pub file made by minisign -G'); }
+  if (raw.length !== 42 || raw[0] !== 0x45 || raw[1] !== 0x64)
+    fail('KEY_INVALID', `expected a 42-byte "Ed" minisign public key, found ${raw.length} bytes starting ${JSON.stringify(String.fromCharCode(raw[0] ?? 0, raw[1] ?? 0))}`);
+  const keyId = raw.slice(2, 10);
+  return { keyId, keyIdHex: keyIdHex(keyId), publicKey: raw.slice(10), text };
+}
+
+/**
+ * Parses a minisign signature file (.minisig).
+ * @param {string|Uint8Array} sig
+ * @returns {{algorithm: string, keyId: Uint8Array, keyIdHex: string, signature: Uint8Array, trustedComment: string, globalSignature: Uint8Array}}
+ */
+export function parseSignature(sig, where = 'signature') {
+  let text;
+  try { text = typeof sig === 'string' ? sig : utf8d.decode(sig); } catch {
+    fail('SIGNATURE_MALFORMED', `${where}: expected minisign signature text, found bytes that are not UTF-8`);
+  }
+  const ls = lines(text);
+  const tcPrefix = 'trusted comment: ';
+  if (ls.length !== 4 || !ls[0].startsWith('untrusted comment:') || !ls[2].startsWith(tcPrefix))
+    fail('SIGNATURE_MALFORMED', `${where}: expected a minisign signature (4 lines: untrusted comment, base64 signature, "trusted comment: ...", base64 global signature), found ${ls.length} line(s); re-create it with minisign -S -l or mrecipe publish`);
+  const raw = fromBase64(ls[1], `${where} line 2`);
+  const global = fromBase64(ls[3], `${where} line 4`);
+  if (raw.length !== 74 || global.length !== 64)
+    fail('SIGNATURE_MALFORMED', `${where}: expected a 74-byte signature and a 64-byte global signature, found ${raw.length} and ${global.length} bytes`);
+  const keyId = raw.slice(2, 10);
+  return {
+    algorithm: String.fromCharCode(raw[0], raw[1]),
+    keyId, keyIdHex: keyIdHex(keyId),
+    signature: raw.slice(10),
+    trustedComment: ls[2].slice(tcPrefix.length),
+    globalSignature: global,
+  };
+}
+
+async function ed25519Verify(publicKey, signature, data) {
+  const s = subtle();
+  let key;
+  try {
+    key = await s.importKey('raw', publicKey, { name: 'Ed25519' }, false, ['verify']);
+  } catch (e) {
+    fail('CRYPTO_UNAVAILABLE', `this runtime's WebCrypto cannot import an Ed25519 key (${e.message}); use Chrome ≥ 137, Firefox ≥ 129, Safari ≥ 17 or Node ≥ 20`);
+  }
+  return s.verify({ name: 'Ed25519' }, key, signature, data);
+}
+
+/**
+ * Verifies a minisign signature over `data` against trusted keys, in minisign's
+ * order: algorithm, key id, signature, then the trusted comment's global signature.
+ * @param {Uint8Array|string} data the signed file's exact bytes
+ * @param {string|Uint8Array} sigText the .minisig text
+ * @param {Array<ReturnType<typeof parsePublicKey>>} trustedKeys
+ * @param {string} [where] names the signature in messages (URL or digest)
+ * @returns {Promise<{keyIdHex: string, trustedComment: string}>}
+ */
+export async function verifySignature(data, sigText, trustedKeys, where = 'signature') {
+  const sig = parseSignature(sigText, where);
+  if (sig.algorithm === 'ED')
+    fail('UNSUPPORTED_ALGORITHM', `${where}: uses minisign's prehashed "ED" algorithm (Ed25519 over BLAKE2b-512), which browsers cannot check because WebCrypto has no BLAKE2b; expected the legacy "Ed" algorithm. Re-sign with \`minisign -S -l\` (mrecipe publish does this).`, { where });
+  if (sig.algorithm !== 'Ed')
+    fail('SIGNATURE_MALFORMED', `${where}: unknown signature algorithm ${JSON.stringify(sig.algorithm)}; expected "Ed"`, { where });
+  const key = trustedKeys.find((k) => k.keyId.every((b, i) => b === sig.keyId[i]));
+  if (!key)
+    fail('UNTRUSTED_KEY', `${where}: signed by key ID ${sig.keyIdHex}, which is not a trusted key (trusted: ${trustedKeys.map((k) => k.keyIdHex).join(', ') || 'none'}). Add that publisher's public key to the trusted keys only if you trust it; otherwise fetch from a registry signed by a trusted key.`,
+      { where, keyId: sig.keyIdHex, trusted: trustedKeys.map((k) => k.keyIdHex) });
+  if (!(await ed25519Verify(key.publicKey, sig.signature, asBytes(data))))
+    fail('SIGNATURE_INVALID', `${where}: the Ed25519 signature by key ID ${sig.keyIdHex} does not match the signed file: the file or its signature was altered. Do not use it; re-fetch from the publisher or republish.`, { where, keyId: sig.keyIdHex });
+  const tc = utf8.encode(sig.trustedComment);
+  const msg = new Uint8Array(64 + tc.length);
+  msg.set(sig.signature);
+  msg.set(tc, 64);
+  if (!(await ed25519Verify(key.publicKey, sig.globalSignature, msg)))
+    fail('SIGNATURE_INVALID', `${where}: the trusted comment ${JSON.stringify(sig.trustedComment)} is not signed by key ID ${sig.keyIdHex} (its global signature does not verify): the comment was altered. Do not use it.`, { where, keyId: sig.keyIdHex });
+  return { keyIdHex: sig.keyIdHex, trustedComment: sig.trustedComment };
+}
+
+// ---------------------------------------------------------------- fetching
+
+/**
+ * Fetches a URL as bytes through a streaming reader, reporting progress and
+ * refusing to read past the size signed metadata promised.
+ * @param {string|URL} url
+ * @param {object} [opts]
+ * @param {number} [opts.expectedSize] exact size from signed metadata; also the progress total
+ * @param {number} [opts.maxSize] cap when no size is known
+ * @param {(p: {loaded: number, total: number|null, url: string}) => void} [opts.onProgress]
+ * @param {typeof fetch} [opts.fetch]
+ * @param {string} [opts.what] names the file in messages ("artifact of hello@0.1.0")
+ * @returns {Promise<Uint8Array>}
+ */
+export async function fetchBytes(url, opts = {}) {
+  const { expectedSize, maxSize, onProgress, what = 'file' } = opts;
+  const doFetch = opts.fetch ?? globalThis.fetch;
+  const href = String(url);
+  let res;
+  try {
+    res = await doFetch(href);
+  } catch (e) {
+    fail('FETCH_FAILED', `fetching ${what} from ${href} failed: ${e.message}${e.cause ? ` (${e.cause.code ?? e.cause.message})` : ''}. Check the registry URL and that the server is running.`, { url: href });
+  }
+  if (!res.ok)
+    fail('FETCH_FAILED', `fetching ${what} from ${href}: HTTP ${res.status}${res.status === 404 ? ' (not found): the registry is incomplete or the URL is wrong' : ''}. Check the registry URL; if it is right, the registry needs repair (molt verify).`, { url: href, status: res.status });
+  const cap = expectedSize ?? maxSize ?? Infinity;
+  // Content-Length counts compressed bytes under Content-Encoding: use it only as a hint.
+  const cl = Number(res.headers?.get?.('content-length'));
+  const plain = !res.headers?.get?.('content-encoding');
+  const total = expectedSize ?? (plain && Number.isFinite(cl) && cl > 0 ? cl : null);
+  const chunks = [];
+  let loaded = 0;
+  onProgress?.({ loaded, total, url: href });
+  const tooMuch = () => expectedSize !== undefined
+    ? fail('SIZE_MISMATCH', `${what} at ${href}: expected ${expectedSize} bytes (from signed metadata), but the server sent more (at least ${loaded}); stopped reading. The file was replaced or the server is hostile: do not use it.`, { url: href, expected: expectedSize, found: loaded })
+    : fail('SIZE_MISMATCH', `${what} at ${href}: larger than the ${cap}-byte limit (read ${loaded} bytes); stopped reading. The file is not what this registry should serve.`, { url: href, expected: cap, found: loaded });
+  if (res.body?.getReader) {
+    const reader = res.body.getReader();
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        loaded += value.byteLength;
+        if (loaded > cap) tooMuch();
+        chunks.push(value);
+        onProgress?.({ loaded, total, url: href });
+      }
+    } catch (e) {
+      reader.cancel().catch(() => {});
+      if (e instanceof MoltError) throw e;
+      fail('FETCH_FAILED', `reading ${what} from ${href} failed after ${loaded} bytes: ${e.message}`, { url: href });
+    }
+  } else {
+    const b = new Uint8Array(await res.arrayBuffer());
+    loaded = b.byteLength;
+    if (loaded > cap) tooMuch();
+    chunks.push(b);
+    onProgress?.({ loaded, total, url: href });
+  }
+  if (expectedSize !== undefined && loaded !== expectedSize)
+    fail('SIZE_MISMATCH', `${what} at ${href}: expected ${expectedSize} bytes (from signed metadata), found ${loaded}. The file was truncated or replaced: do not use it; re-fetch, or repair the registry.`, { url: href, expected: expectedSize, found: loaded });
+  if (chunks.length === 1) return chunks[0];
+  const out = new Uint8Array(loaded);
+  let off = 0;
+  for (const c of chunks) { out.set(c, off); off += c.byteLength; }
+  return out;
+}
+
+// ---------------------------------------------------------------- schemas
+
+const PRIMS = new Set(['bool', 'int', 'float', 'string', 'bytes']);
+const ID_RE = /^[a-z0-9_]+(\.[a-z0-9_]+)+$/;
+
+/**
+ * Checks a schema document (docs/schemas.md) and returns it.
+ * @param {any} doc parsed JSON
+ * @param {string} [where]
+ */
+export function checkSchema(doc, where = 'schema') {
+  const bad = (msg) => fail('SCHEMA_INVALID', `${where}: ${msg}`, { where });
+  if (!doc || typeof doc !== 'object' || Array.isArray(doc)) bad('expected a JSON object');
+  for (const k of Object.keys(doc))
+    if (!['id', 'version', 'codec', 'doc', 'type'].includes(k)) bad(`unknown key ${JSON.stringify(k)} (expected id, version, codec, doc, type)`);
+  if (typeof doc.id !== 'string' || !ID_RE.test(doc.id)) bad(`"id" must be dotted lowercase words, found ${JSON.stringify(doc.id)}`);
+  if (!Number.isInteger(doc.version) || doc.version < 1) bad(`"version" must be an integer ≥ 1, found ${JSON.stringify(doc.version)}`);
+  const codec = doc.codec ?? 'msgpack';
+  if (codec !== 'msgpack' && codec !== 'arrow') bad(`"codec" must be "msgpack" or "arrow", found ${JSON.stringify(doc.codec)}`);
+  if (doc.doc !== undefined && typeof doc.doc !== 'string') bad('"doc" must be a string');
+  if (doc.type === undefined) bad('missing "type"');
+  if (codec === 'msgpack') checkType(doc.type, 'type', bad);
+  return doc;
+}
+
+function checkType(t, at, bad) {
+  if (typeof t === 'string') {
+    if (!PRIMS.has(t)) bad(`${at}: unknown type ${JSON.stringify(t)} (expected bool, int, float, string, bytes, or {list|map|record|enum|nullable: ...})`);
+    return;
+  }
+  if (!t || typeof t !== 'object' || Array.isArray(t) || Object.keys(t).length !== 1)
+    bad(`${at}: expected a type name or an object with exactly one of list, map, record, enum, nullable`);
+  const [k, v] = Object.entries(t)[0];
+  if (k === 'list' || k === 'map' || k === 'nullable') return checkType(v, `${at}.${k}`, bad);
+  if (k === 'enum') {
+    if (!Array.isArray(v) || !v.length || v.some((s) => typeof s !== 'string') || new Set(v).size !== v.length)
+      bad(`${at}.enum: expected a non-empty list of distinct strings`);
+    return;
+  }
+  if (k === 'record') {
+    if (!Array.isArray(v)) bad(`${at}.record: expected a list of fields`);
+    const seen = new Set();
+    v.forEach((f, i) => {
+      const fat = `${at}.record[${i}]`;
+      if (!f || typeof f !== 'object' || typeof f.name !== 'string' || !f.name) bad(`${fat}: expected {"name": ..., "type": ...}`);
+      for (const fk of Object.keys(f)) if (!['name', 'type', 'optional'].includes(fk)) bad(`${fat}: unknown key ${JSON.stringify(fk)}`);
+      if (seen.has(f.name)) bad(`${fat}: field ${JSON.stringify(f.name)} appears twice`);
+      seen.add(f.name);
+      if (f.optional !== undefined && typeof f.optional !== 'boolean') bad(`${fat}.optional: expected true or false`);
+      checkType(f.type, `${fat}.type`, bad);
+    });
+    return;
+  }
+  bad(`${at}: unknown type constructor ${JSON.stringify(k)} (expected list, map, record, enum, nullable)`);
+}
+
+/**
+ * Canonical JSON (docs/schemas.md): keys sorted by byte value, no whitespace.
+ * @param {any} v
+ * @returns {string}
+ */
+export function canonicalJson(v) {
+  if (Array.isArray(v)) return '[' + v.map(canonicalJson).join(',') + ']';
+  if (v && typeof v === 'object') {
+    const keys = Object.keys(v).sort((a, b) => {
+      const x = utf8.encode(a), y = utf8.encode(b);
+      for (let i = 0; i < Math.min(x.length, y.length); i++) if (x[i] !== y[i]) return x[i] - y[i];
+      return x.length - y.length;
+    });
+    return '{' + keys.map((k) => JSON.stringify(k) + ':' + canonicalJson(v[k])).join(',') + '}';
+  }
+  return JSON.stringify(v);
+}
+
+// The two schemas every host knows (schemas/molt.*.v1.json, verbatim).
+const BUILTIN_SCHEMAS = [
+  { id: 'molt.error', version: 1, codec: 'msgpack', doc: 'A structured error from a unit (docs/abi.md).',
+    type: { record: [
+      { name: 'class', type: { enum: ['validation', 'runtime', 'cancellation'] } },
+      { name: 'code', type: 'int' },
+      { name: 'message', type: 'string' },
+      { name: 'path', type: 'string', optional: true },
+    ] } },
+  { id: 'molt.runtime_config', version: 1, codec: 'msgpack', doc: 'What a host tells a unit at molt_init (docs/abi.md).',
+    type: { record: [{ name: 'step_budget', type: 'int', optional: true }] } },
+];
+const schemaKey = (id, version) => `${id}@v${version}`;
+
+/** A float on the wire: the validator wraps floats so ints and floats stay apart. */
+export class Float {
+  constructor(value) { this.value = value; }
+}
+
+const INT64_MIN = -(2n ** 63n), UINT64_MAX = 2n ** 64n - 1n;
+
+function describe(v) {
+  if (v === null) return 'nil';
+  if (v === undefined) return 'nothing';
+  if (v instanceof Float) return `float ${v.value}`;
+  if (typeof v === 'boolean') return `bool ${v}`;
+  if (typeof v === 'bigint') return `int ${v}`;
+  if (typeof v === 'number') return Number.isInteger(v) ? `int ${v}` : `float ${v}`;
+  if (typeof v === 'string') return `string ${JSON.stringify(v.length > 40 ? v.slice(0, 40) + '…' : v)}`;
+  if (v instanceof Uint8Array) return `bytes (${v.length})`;
+  if (Array.isArray(v)) return `list (${v.length} items)`;
+  if (v instanceof Map) return `map (${v.size} keys)`;
+  if (typeof v === 'object') return `map (${Object.keys(v).length} keys)`;
+  return typeof v;
+}
+
+const typeName = (t) => typeof t === 'string' ? t : Object.keys(t)[0] === 'enum' ? `one of ${t.enum.map((s) => JSON.stringify(s)).join(', ')}` : Object.keys(t)[0];
+const sub = (path, key) => /^[A-Za-z_][A-Za-z0-9_]*$/.test(key) ? (path ? `${path}.${key}` : key) : `${path}[${JSON.stringify(key)}]`;
+const isPlain = (v) => v !== null && typeof v === 'object' && !Array.isArray(v) && !(v instanceof Uint8Array) && !(v instanceof Float) &&
+  [Object.prototype, null].includes(Object.getPrototypeOf(v));
+
+/**
+ * Validates a value against a schema type and converts it for its direction.
+ * 'encode': a JS value from the caller → wire form (records as Maps in schema
+ * field order, floats as Float, bigints in safe range as numbers).
+ * 'decode': a value decoded from the wire → plain JS (records/maps as objects,
+ * Float as number, ints as numbers, or bigint beyond 2^53).
+ * Throws MoltError(code) with `path`, `expected`, `found`.
+ * @param {any} type a schema type
+ * @param {any} value
+ * @param {{direction?: 'encode'|'decode', code?: string, where?: string}} [opts]
+ */
+export function validate(type, value, opts = {}) {
+  const dir = opts.direction ?? 'encode';
+  const code = opts.code ?? (dir === 'encode' ? 'INVALID_INPUT' : 'INVALID_OUTPUT');
+  const where = opts.where ? `${opts.where}: ` : '';
+  const err = (path, expected, v, extra = '') =>
+    fail(code, `${where}at ${path || 'the payload root'}: expected ${expected}, found ${describe(v)}${extra}`, { path, expected, found: describe(v) });
+
+  const walk = (t, v, path) => {
+    if (typeof t === 'string') switch (t) {
+      case 'bool':
+        if (typeof v !== 'boolean') err(path, 'bool', v);
+        return v;
+      case 'int': {
+        if (typeof v === 'number' && Number.isInteger(v)) {
+          if (!Number.isSafeInteger(v)) err(path, 'an int within ±2^53 (pass larger ints as BigInt)', v);
+          return v;
+        }
+        if (typeof v === 'bigint') {
+          if (v < INT64_MIN || v > UINT64_MAX) err(path, 'a 64-bit int', v);
+          return v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
+        }
+        return err(path, 'int', v);
+      }
+      case 'float':
+        if (v instanceof Float) return dir === 'encode' ? v : v.value;
+        if (dir === 'encode' && typeof v === 'number') return new Float(v);
+        return err(path, 'float', v);
+      case 'string':
+        if (typeof v !== 'string') err(path, 'string', v);
+        return v;
+      case 'bytes':
+        if (!(v instanceof Uint8Array)) err(path, 'bytes (Uint8Array)', v);
+        return v;
+    }
+    const [k, inner] = Object.entries(t)[0];
+    if (k === 'nullable') return v === null || v === undefined ? null : walk(inner, v, path);
+    if (k === 'enum') {
+      if (typeof v !== 'string' || !inner.includes(v)) err(path, typeName(t), v);
+      return v;
+    }
+    if (k === 'list') {
+      if (!Array.isArray(v)) err(path, `list of ${typeName(inner)}`, v);
+      return v.map((x, i) => walk(inner, x, `${path}[${i}]`));
+    }
+    const entries = v instanceof Map && dir === 'encode' ? [...v.entries()] : isPlain(v) ? Object.entries(v) : null;
+    if (k === 'map') {
+      if (!entries) err(path, `map of ${typeName(inner)}`, v);
+      const out = dir === 'encode' ? new Map() : {};
+      for (const [key, x] of entries) {
+        if (typeof key !== 'string') err(path, 'map keys that are strings', key);
+        const y = walk(inner, x, sub(path, key));
+        dir === 'encode' ? out.set(key, y) : (out[key] = y);
+      }
+      return out;
+    }
+    // record
+    if (!entries) err(path, `a record {${inner.map((f) => f.name).join(', ')}}`, v);
+    const got = new Map(entries.filter(([, x]) => !(dir === 'encode' && x === undefined)));
+    for (const key of got.keys())
+      if (!inner.some((f) => f.name === key))
+        fail(code, `${where}at ${sub(path, key)}: unknown field ${JSON.stringify(key)}; the record has ${inner.map((f) => f.name).join(', ') || 'no fields'}`, { path: sub(path, key), expected: 'no such field', found: describe(got.get(key)) });
+    const out = dir === 'encode' ? new Map() : {};
+    for (const f of inner) {
+      if (!got.has(f.name)) {
+        if (f.optional) continue;
+        fail(code, `${where}at ${sub(path, f.name)}: missing required field ${JSON.stringify(f.name)} (${typeName(f.type)})`, { path: sub(path, f.name), expected: typeName(f.type), found: 'nothing' });
+      }
+      const y = walk(f.type, got.get(f.name), sub(path, f.name));
+      dir === 'encode' ? out.set(f.name, y) : (out[f.name] = y);
+    }
+    return out;
+  };
+  return walk(type, value, '');
+}
+
+// ---------------------------------------------------------------- msgpack
+
+// The library's encoder, taught two things it lacks: a Map is written in its
+// insertion order (records go out in schema field order), and a Float is
+// always a float64 even when its value is integral.
+class WireEncoder extends Encoder {
+  doEncode(v, depth) {
+    if (v instanceof Float) return this.encodeNumberAsFloat(v.value);
+    if (typeof v === 'bigint') return this.encodeBigInt64(v);
+    if (v instanceof Map) {
+      const n = v.size;
+      if (n < 16) this.writeU8(0x80 + n);
+      else if (n < 0x10000) { this.writeU8(0xde); this.writeU16(n); }
+      else { this.writeU8(0xdf); this.writeU32(n); }
+      for (const [k, x] of v) { this.encodeString(k); this.doEncode(x, depth + 1); }
+      return;
+    }
+    return super.doEncode(v, depth);
+  }
+}
+
+// And its decoder, keeping floats tagged so a validator can tell 2.0 from 2.
+class WireDecoder extends Decoder {
+  readF32() { return new Float(super.readF32()); }
+  readF64() { return new Float(super.readF64()); }
+}
+
+const stringKeys = (k) => {
+  if (typeof k !== 'string') throw new Error(`a map key must be a string, found ${typeof k}`);
+  return k;
+};
+
+/** MsgPack-encodes a wire-form value (see validate). */
+export const encodeMsgpack = (v) => new WireEncoder().encode(v);
+
+/** MsgPack-decodes bytes, tagging floats as Float and refusing non-string keys. */
+export function decodeMsgpack(bytes) {
+  return new WireDecoder({ useBigInt64: true, mapKeyConverter: stringKeys }).decode(bytes);
+}
+
+/**
+ * Builds an envelope `[schema_id, schema_version, payload_bin]`.
+ * @returns {Uint8Array}
+ */
+export function encodeEnvelope(schemaId, schemaVersion, payload) {
+  return encodeMsgpack([schemaId, schemaVersion, payload]);
+}
+
+/**
+ * Decodes an envelope; throws MoltError('ENVELOPE_INVALID') on a malformed one.
+ * @returns {{schemaId: string, schemaVersion: number, payload: Uint8Array}}
+ */
+export function decodeEnvelope(bytes, where = 'envelope') {
+  let e;
+  try { e = decodeMsgpack(bytes); } catch (err) {
+    fail('ENVELOPE_INVALID', `${where}: not MsgPack (${err.message})`);
+  }
+  if (!Array.isArray(e) || e.length !== 3 || typeof e[0] !== 'string' || !Number.isInteger(e[1]) || !(e[2] instanceof Uint8Array))
+    fail('ENVELOPE_INVALID', `${where}: expected [schema_id: str, schema_version: uint, payload: bin], found ${describe(e)}`);
+  return { schemaId: e[0], schemaVersion: e[1], payload: e[2] };
+}
+
+// ---------------------------------------------------------------- registry
+
+/**
+ * Opens a registry: records where it is and which keys to trust. Nothing is
+ * fetched until loadUnit.
+ * @param {object} opts
+ * @param {string|URL} opts.url base URL of the registry (a folder of static files)
+ * @param {string[]} opts.trustedKeys texts of minisign .pub files
+ * @param {typeof fetch} [opts.fetch] fetch to use (e.g. one that reads files)
+ */
+export function openRegistry({ url, trustedKeys, fetch }) {
+  if (!Array.isArray(trustedKeys) || trustedKeys.length === 0)
+    fail('KEY_INVALID', 'openRegistry: no trusted keys given; pass the text of at least one minisign .pub file');
+  const base = new URL(String(url), globalThis.location?.href);
+  if (!base.pathname.endsWith('/')) base.pathname += '/';
+  return { url: base.href, keys: trustedKeys.map(parsePublicKey), fetch, snapshotVersion: 0 };
+}
+
+function parseJson(bytes, where) {
+  try { return JSON.parse(utf8d.decode(bytes)); } catch (e) {
+    fail('METADATA_INVALID', `${where}: expected JSON, ${e.message}. The registry is damaged: run molt verify on it.`);
+  }
+}
+
+const want = (ok, code, msg, details) => { if (!ok) fail(code, msg, details); };
+
+/**
+ * Fetches, verifies, compiles and initialises one unit, following the client
+ * check order of docs/registry.md. Throws MoltError on the first failed check.
+ * @param {ReturnType<typeof openRegistry>} registry
+ * @param {object} req
+ * @param {string} req.name
+ * @param {string} req.version exact version
+ * @param {string} [req.target] 'wasm32-wasi'
+ * @param {(p: {stage: string, loaded?: number, total?: number|null, url?: string}) => void} [req.onProgress]
+ *   stages: snapshot, index, signature, manifest, schemas, artifact (with bytes), then compile, init, ready
+ * @param {number} [req.stepBudget] step_budget for molt.runtime_config
+ * @param {Partial<typeof LIMITS>} [req.limits]
+ * @returns {Promise<Unit>}
+ */
+export async function loadUnit(registry, { name, version, target = 'wasm32-wasi', onProgress, stepBudget, limits = {} }) {
+  const lim = { ...LIMITS, ...limits };
+  const t0 = now();
+  const startedAt = Date.now(); // expiry is judged against one time fixed at the start
+  const m = { bytesFetched: 0, fetchMs: 0, verifyMs: 0, compileMs: 0, initMs: 0, totalMs: 0, artifactBytes: 0 };
+  const unitName = `${name}@${version} (${target})`;
+  const progress = (p) => onProgress?.(p);
+
+  let inFlight = 0, since = 0; // fetchMs is wall time with at least one fetch running
+  const get = async (rel, stage, what, o = {}) => {
+    const url = new URL(rel, registry.url).href;
+    if (inFlight++ === 0) since = now();
+    try {
+      const bytes = await fetchBytes(url, { ...o, what, fetch: registry.fetch,
+        onProgress: (p) => progress({ stage, ...p }) });
+      m.bytesFetched += bytes.byteLength;
+      return { url, bytes };
+    } finally {
+      if (--inFlight === 0) m.fetchMs += now() - since;
+    }
+  };
+  const timed = async (f) => { const t = now(); try { return await f(); } finally { m.verifyMs += now() - t; } };
+  const checkDigest = (bytes, expected, what, url, from) => timed(async () => {
+    const found = await sha256(bytes);
+    want(found === expected, 'DIGEST_MISMATCH', `${what} at ${url}: expected digest ${expected} (from ${from}), found ${found}. The file was altered or corrupted: do not use it; re-fetch it, or repair the registry (molt verify).`, { url, expected, found });
+  });
+  const blobPath = (digest, what) => {
+    want(typeof digest === 'string' && DIGEST_RE.test(digest), 'METADATA_INVALID', `${what}: expected a digest "sha256:<64 lowercase hex>", found ${JSON.stringify(digest)}`);
+    return `blobs/sha256/${digest.slice(7)}`;
+  };
+  const sizeOk = (n, cap, what) => want(Number.isSafeInteger(n) && n >= 0 && n <= cap, 'METADATA_INVALID',
+    `${what}: expected a size between 0 and ${cap} bytes, found ${JSON.stringify(n)}`);
+
+  // 1. snapshot.json, signed by a trusted key, known format, not expired.
+  progress({ stage: 'snapshot' });
+  const [snap, snapSig] = await Promise.all([
+    get('snapshot.json', 'snapshot', 'snapshot.json', { maxSize: lim.snapshot }),
+    get('snapshot.json.minisig', 'snapshot', 'snapshot signature', { maxSize: lim.signature })]);
+  const snapTc = await timed(() => verifySignature(snap.bytes, snapSig.bytes, registry.keys, snapSig.url));
+  const snapshot = parseJson(snap.bytes, snap.url);
+  want(snapshot?.format === 1, 'FORMAT_UNSUPPORTED', `${snap.url}: expected format 1, found ${JSON.stringify(snapshot?.format)}; update this host to read newer registries.`);
+  want(Number.isSafeInteger(snapshot.version) && snapshot.version >= 1, 'METADATA_INVALID', `${snap.url}: "version" must be an integer ≥ 1, found ${JSON.stringify(snapshot.version)}`);
+  const snapDigest = await sha256(snap.bytes);
+  const snapWant = `molt snapshot ${snapshot.version} ${snapDigest}`;
+  want(snapTc.trustedComment === snapWant, 'TRUSTED_COMMENT_MISMATCH', `${snapSig.url}: trusted comment is ${JSON.stringify(snapTc.trustedComment)}, expected ${JSON.stringify(snapWant)}: the signature belongs to another snapshot (mix-and-match). Re-fetch both files.`);
+  want(snapshot.version >= registry.snapshotVersion, 'ROLLBACK', `${snap.url}: snapshot version ${snapshot.version} is older than version ${registry.snapshotVersion} seen before: a rollback attack or a stale mirror. Use an up-to-date mirror.`);
+  const expires = typeof snapshot.expires === 'string' ? Date.parse(snapshot.expires) : NaN;
+  want(Number.isFinite(expires), 'METADATA_INVALID', `${snap.url}: "expires" must be a UTC time like 2027-11-22T00:00:00Z, found ${JSON.stringify(snapshot.expires)}`);
+  want(expires > startedAt, 'EXPIRED', `${snap.url}: snapshot version ${snapshot.version} expired at ${snapshot.expires} (now ${new Date(startedAt).toISOString()}): stale metadata (freeze attack or an unmaintained mirror). Ask the publisher to re-sign the snapshot, or check this machine's clock.`, { expires: snapshot.expires });
+  registry.snapshotVersion = snapshot.version;
+  const entry = snapshot.indexes?.[name];
+  want(entry && Object.hasOwn(snapshot.indexes, name), 'NOT_FOUND', `${snap.url}: no unit named ${JSON.stringify(name)} in snapshot version ${snapshot.version} (it lists: ${Object.keys(snapshot.indexes ?? {}).join(', ') || 'nothing'}). Check the name.`);
+  sizeOk(entry.size, lim.index, `${snap.url}: indexes.${name}.size`);
+
+  // 2. index/<name>.json: size and digest from the snapshot.
+  progress({ stage: 'index' });
+  const ix = await get(`index/${encodeURIComponent(name)}.json`, 'index', `index of ${name}`, { expectedSize: entry.size });
+  await checkDigest(ix.bytes, entry.digest, `index of ${name}`, ix.url, `snapshot version ${snapshot.version}`);
+  const index = parseJson(ix.bytes, ix.url);
+  want(index?.format === 1 && index.name === name, 'METADATA_INVALID', `${ix.url}: expected format 1 and name ${JSON.stringify(name)}, found format ${JSON.stringify(index?.format)} and name ${JSON.stringify(index?.name)}`);
+
+  // 3. version and target exist and are not yanked.
+  const vers = index.versions ?? {};
+  want(Object.hasOwn(vers, version), 'NOT_FOUND', `${ix.url}: ${name} has no version ${JSON.stringify(version)} (published: ${Object.keys(vers).join(', ') || 'none'})`);
+  const ent = vers[version];
+  want(ent && Object.hasOwn(ent, target), 'NOT_FOUND', `${ix.url}: ${name}@${version} has no build for target ${JSON.stringify(target)} (targets: ${Object.keys(ent ?? {}).join(', ') || 'none'})`);
+  const te = ent[target];
+  want(te && typeof te === 'object', 'METADATA_INVALID', `${ix.url}: ${version}.${target} must be an object`);
+  want(te.yanked !== true, 'YANKED', `${ix.url}: ${unitName} was yanked by its publisher; pick another version (published: ${Object.keys(vers).join(', ')}).`);
+  sizeOk(te.size, lim.manifest, `${ix.url}: ${version}.${target}.size`);
+
+  // 4. signature blob (digest), then the manifest (size, digest, signature, trusted comment).
+  progress({ stage: 'signature' });
+  const sg = await get(blobPath(te.signature, ix.url), 'signature', `manifest signature of ${unitName}`, { maxSize: lim.signature });
+  await checkDigest(sg.bytes, te.signature, `manifest signature of ${unitName}`, sg.url, ix.url);
+  progress({ stage: 'manifest' });
+  const mf = await get(blobPath(te.manifest, ix.url), 'manifest', `manifest of ${unitName}`, { expectedSize: te.size });
+  await checkDigest(mf.bytes, te.manifest, `manifest of ${unitName}`, mf.url, ix.url);
+  const mfSig = await timed(() => verifySignature(mf.bytes, sg.bytes, registry.keys, sg.url));
+  const tcWant = `molt unit ${name}@${version} ${target} ${te.manifest}`;
+  want(mfSig.trustedComment === tcWant, 'TRUSTED_COMMENT_MISMATCH', `${sg.url}: trusted comment is ${JSON.stringify(mfSig.trustedComment)}, expected ${JSON.stringify(tcWant)}: the signed manifest is not the one asked for (wrong or substituted unit). Do not use it.`);
+
+  // 5. manifest fields equal the request.
+  const manifest = parseJson(mf.bytes, mf.url);
+  want(manifest?.format === 1, 'FORMAT_UNSUPPORTED', `${mf.url}: expected manifest format 1, found ${JSON.stringify(manifest?.format)}`);
+  for (const [k, v] of [['name', name], ['version', version], ['target', target]])
+    want(manifest[k] === v, 'WRONG_UNIT', `${mf.url}: manifest ${k} is ${JSON.stringify(manifest[k])}, expected ${JSON.stringify(v)}: validly signed, but not the unit asked for. Do not use it.`);
+  want(manifest.abi_version === ABI_STRING, 'ABI_MISMATCH', `${mf.url}: ${unitName} needs ABI ${JSON.stringify(manifest.abi_version)}; this host speaks ABI "${ABI_STRING}". Use a unit built for ABI ${ABI_STRING} or a newer host.`);
+  const art = manifest.artifact ?? {};
+  want(target !== 'wasm32-wasi' || art.media_type === 'application/wasm', 'METADATA_INVALID', `${mf.url}: artifact media_type is ${JSON.stringify(art.media_type)}, expected "application/wasm"`);
+  sizeOk(art.size, lim.artifact, `${mf.url}: artifact.size`);
+  want(Array.isArray(manifest.functions) && Array.isArray(manifest.schemas), 'METADATA_INVALID', `${mf.url}: "functions" and "schemas" must be lists`);
+
+  // Schema blobs named in the manifest: digest, well-formed, the id/version listed.
+  progress({ stage: 'schemas' });
+  const schemas = new Map();
+  for (const b of BUILTIN_SCHEMAS) schemas.set(schemaKey(b.id, b.version), b);
+  // Fetched together, checked one by one in manifest order.
+  const fetched = await Promise.all(manifest.schemas.map((s) =>
+    get(blobPath(s?.digest, `${mf.url}: schema ${schemaKey(s?.id, s?.version)}`), 'schemas', `schema ${schemaKey(s?.id, s?.version)}`, { maxSize: lim.schema })));
+  for (const [i, s] of manifest.schemas.entries()) {
+    const key = schemaKey(s.id, s.version);
+    const sb = fetched[i];
+    await checkDigest(sb.bytes, s.digest, `schema ${key}`, sb.url, mf.url);
+    const doc = checkSchema(parseJson(sb.bytes, sb.url), sb.url);
+    want(doc.id === s.id && doc.version === s.version, 'SCHEMA_INVALID', `${sb.url}: manifest lists it as ${key}, but it is ${schemaKey(doc.id, doc.version)}`);
+    const builtin = BUILTIN_SCHEMAS.find((b) => b.id === s.id && b.version === s.version);
+    if (builtin) {
+      const d = await sha256(canonicalJson(builtin));
+      want(d === s.digest, 'SCHEMA_MISMATCH', `${mf.url}: ${key} has digest ${s.digest}; this host knows ${key} as ${d}. Host and unit disagree on a core schema: rebuild the unit against this host's schemas/.`);
+    }
+    schemas.set(key, doc);
+  }
+  const functions = new Map();
+  for (const f of manifest.functions) {
+    want(f && typeof f.name === 'string' && Number.isInteger(f.id) && f.id >= 0 && f.id <= 0xffffffff, 'METADATA_INVALID', `${mf.url}: each function needs a "name" and a u32 "id", found ${JSON.stringify(f)}`);
+    for (const dir of ['input', 'output']) {
+      const key = schemaKey(f[dir]?.id, f[dir]?.version);
+      want(schemas.has(key), 'METADATA_INVALID', `${mf.url}: function ${f.name} names ${dir} schema ${key}, which the manifest does not list under "schemas"`);
+    }
+    functions.set(f.name, { id: f.id, name: f.name, input: schemas.get(schemaKey(f.input.id, f.input.version)), output: schemas.get(schemaKey(f.output.id, f.output.version)) });
+  }
+
+  // 6. The artifact: size cap while downloading, then digest.
+  const af = await get(blobPath(art.digest, `${mf.url}: artifact`), 'artifact', `artifact of ${unitName}`, { expectedSize: art.size });
+  await checkDigest(af.bytes, art.digest, `artifact of ${unitName}`, af.url, `the signed manifest ${te.manifest}`);
+  m.artifactBytes = af.bytes.byteLength;
+
+  // Compile, instantiate with no imports, initialise.
+  progress({ stage: 'compile' });
+  let t = now();
+  let module;
+  try { module = await WebAssembly.compile(af.bytes); } catch (e) {
+    fail('COMPILE_FAILED', `artifact ${art.digest} of ${unitName} is signed but is not valid wasm: ${e.message}. Report it to the publisher.`);
+  }
+  const imports = WebAssembly.Module.imports(module);
+  want(imports.length === 0, 'IMPORTS_REFUSED', `${unitName} imports ${imports.map((i) => `${i.module}.${i.name}`).join(', ')}; this host provides no imports. Rebuild the unit without them (mrecipe refuses such units).`);
+  m.compileMs = now() - t;
+  progress({ stage: 'init' });
+  t = now();
+  let instance;
+  try { instance = await WebAssembly.instantiate(module, {}); } catch (e) {
+    fail('INSTANTIATE_FAILED', `instantiating ${unitName} failed: ${e.message}`);
+  }
+  const ex = instance.exports;
+  const missing = ['memory', 'molt_abi_version', 'molt_alloc', 'molt_free', 'molt_init', 'molt_call', 'molt_poll', 'molt_cancel'].filter((n) => !(n in ex));
+  want(missing.length === 0, 'ABI_MISMATCH', `${unitName} does not export ${missing.join(', ')}; every Molt unit must export the seven ABI functions and its memory (docs/abi.md).`);
+  const trap = (e, during) => fail('TRAP', `${unitName} trapped during ${during}: ${e.message}`);
+  try { ex._initialize?.(); } catch (e) { trap(e, '_initialize'); }
+  const abi = ex.molt_abi_version() >>> 0;
+  want(abi === ABI_VERSION, 'ABI_MISMATCH', `${unitName}: molt_abi_version() returned ${abi >>> 16}.${abi & 0xffff} (0x${abi.toString(16).padStart(8, '0')}); this host needs 0.1. Use a unit built for ABI 0.1.`);
+  const unit = new Unit({ name, version, target, manifest, manifestDigest: te.manifest, signedBy: mfSig.keyIdHex, functions, exports: ex, metrics: m });
+  const cfg = encodeEnvelope('molt.runtime_config', 1,
+    encodeMsgpack(validate(BUILTIN_SCHEMAS[1].type, stepBudget === undefined ? {} : { step_budget: stepBudget })));
+  let st;
+  try { st = unit._withBytes(cfg, (p, n) => ex.molt_init(p, n)); } catch (e) { if (e instanceof MoltError) throw e; trap(e, 'molt_init'); }
+  want(st === 0, 'INIT_FAILED', `${unitName}: molt_init returned ${st} (${STATUS[-st] ?? 'unknown status'}) for a molt.runtime_config v1 envelope`);
+  m.initMs = now() - t;
+  m.totalMs = now() - t0;
+  progress({ stage: 'ready' });
+  return unit;
+}
+
+// ---------------------------------------------------------------- units
+
+const STATUS = { 1: 'InvalidInput', 2: 'DecodeError', 3: 'EncodeError', 4: 'Cancelled', 5: 'Timeout', 6: 'CapabilityDenied', 7: 'InternalError' };
+const ERROR_SCHEMA = BUILTIN_SCHEMAS[0];
+
+// Yield to the event loop between polls without setTimeout's 4 ms clamp.
+const yieldNow = typeof setImmediate === 'function'
+  ? () => new Promise((r) => setImmediate(r))
+  : typeof MessageChannel === 'function'
+    ? (() => {
+      const ch = new MessageChannel(), q = [];
+      ch.port1.onmessage = () => q.shift()?.();
+      return () => new Promise((r) => { q.push(r); ch.port2.postMessage(0); });
+    })()
+    : () => new Promise((r) => setTimeout(r, 0));
+
+/**
+ * A loaded, initialised unit, made by loadUnit. Fields: name, version,
+ * target; manifest (the parsed signed manifest) and manifestDigest; signedBy
+ * (the key id that signed it); functions (Map name → {id, name, input,
+ * output schema documents}); metrics {bytesFetched, fetchMs, verifyMs,
+ * compileMs, initMs, totalMs, artifactBytes}.
+ */
+export class Unit {
+  #ex; #out = 0; #broken = null;
+  constructor({ name, version, target, manifest, manifestDigest, signedBy, functions, exports, metrics }) {
+    Object.assign(this, { name, version, target, manifest, manifestDigest, signedBy, functions, metrics });
+    this.#ex = exports;
+  }
+
+  get #mem() { return new Uint8Array(this.#ex.memory.buffer); }
+
+  #enter(f, during) {
+    if (this.#broken) fail('UNIT_BROKEN', `${this.name}@${this.version} trapped earlier (${this.#broken}); load it again.`);
+    try { return f(); } catch (e) {
+      if (e instanceof MoltError) throw e;
+      this.#broken = e.message;
+      fail('TRAP', `${this.name}@${this.version} trapped during ${during}: ${e.message}`);
+    }
+  }
+
+  /** @internal copies `bytes` into unit memory, runs f(ptr, len), frees the copy. */
+  _withBytes(bytes, f) {
+    const ex = this.#ex;
+    const p = ex.molt_alloc(bytes.length) >>> 0;
+    if (!p) fail('ALLOC_FAILED', `${this.name}: molt_alloc(${bytes.length}) returned 0 (out of memory)`);
+    this.#mem.set(bytes, p);
+    try { return f(p, bytes.length); } finally { ex.molt_free(p, bytes.length); }
+  }
+
+  /**
+   * Validates `value` against the function's input schema and builds the
+   * request envelope (the bytes call() sends).
+   * @param {string} functionName
+   * @param {any} value
+   * @returns {Uint8Array}
+   */
+  encodeRequest(functionName, value) {
+    const f = this.#fn(functionName);
+    want(f.input.codec !== 'arrow', 'UNSUPPORTED_CODEC', `${f.name}: input schema ${f.input.id} uses the arrow codec, which call() does not encode yet; use callEnvelope`);
+    const wire = validate(f.input.type, value, { direction: 'encode', where: `${this.name}.${f.name} input (${f.input.id} v${f.input.version})` });
+    return encodeEnvelope(f.input.id, f.input.version, encodeMsgpack(wire));
+  }
+
+  #fn(name) {
+    const f = this.functions.get(name);
+    if (!f) fail('UNKNOWN_FUNCTION', `${this.name}@${this.version} has no function ${JSON.stringify(name)} (it has: ${[...this.functions.keys()].join(', ')})`);
+    return f;
+  }
+
+  /**
+   * Calls a function by name with a JS value; validates both ways.
+   * @param {string} functionName
+   * @param {any} value
+   * @returns {{result: Promise<any>, cancel: () => void}}
+   */
+  call(functionName, value) {
+    let f, env;
+    try {
+      f = this.#fn(functionName);
+      env = this.encodeRequest(functionName, value);
+    } catch (e) {
+      return { result: Promise.reject(e), cancel() {} };
+    }
+    const task = this.callEnvelope(f.id, env);
+    const where = `${this.name}.${f.name}`;
+    const result = task.result.then(({ status, envelope }) => {
+      if (status === 2) throw this.#unitError(envelope, where);
+      const e = decodeEnvelope(envelope, `${where} result`);
+      want(e.schemaId === f.output.id && e.schemaVersion === f.output.version, 'INVALID_OUTPUT',
+        `${where} returned schema ${e.schemaId} v${e.schemaVersion}, expected ${f.output.id} v${f.output.version} (from the signed manifest)`);
+      let payload;
+      try { payload = decodeMsgpack(e.payload); } catch (err) {
+        fail('INVALID_OUTPUT', `${where} result payload is not MsgPack: ${err.message}`);
+      }
+      return validate(f.output.type, payload, { direction: 'decode', where: `${where} output (${f.output.id} v${f.output.version})` });
+    });
+    return { result, cancel: task.cancel };
+  }
+
+  #unitError(envelope, where) {
+    const e = decodeEnvelope(envelope, `${where} error`);
+    want(e.schemaId === 'molt.error' && e.schemaVersion === 1, 'INVALID_OUTPUT', `${where} reported an error with schema ${e.schemaId} v${e.schemaVersion}, expected molt.error v1`);
+    let payload;
+    try { payload = decodeMsgpack(e.payload); } catch (err) { fail('INVALID_OUTPUT', `${where} error payload is not MsgPack: ${err.message}`); }
+    const u = validate(ERROR_SCHEMA.type, payload, { direction: 'decode', where: `${where} error (molt.error v1)` });
+    const code = u.class === 'cancellation' ? 'CANCELLED' : u.class === 'validation' ? 'UNIT_VALIDATION' : 'UNIT_RUNTIME';
+    return new MoltError(code, `${where}: ${u.class} error ${u.code} (${STATUS[u.code] ?? 'unknown code'})${u.path ? ` at ${u.path}` : ''}: ${u.message}`,
+      { class: u.class, unitCode: u.code, unitMessage: u.message, path: u.path, unit: u });
+  }
+
+  /**
+   * Starts a raw call: no validation, for byte-level tests. The result is the
+   * unit's envelope, exactly as it wrote it.
+   * @param {number} functionId
+   * @param {Uint8Array} envelope request envelope bytes
+   * @returns {{result: Promise<{status: 1|2, envelope: Uint8Array}>, cancel: () => void}}
+   */
+  callEnvelope(functionId, envelope) {
+    const ex = this.#ex;
+    const label = `${this.name}@${this.version} function ${functionId}`;
+    let task;
+    try {
+      if (!this.#out) this.#out = this.#enter(() => ex.molt_alloc(8) >>> 0, 'molt_alloc');
+      if (!this.#out) fail('ALLOC_FAILED', `${label}: molt_alloc(8) returned 0`);
+      task = this.#enter(() => this._withBytes(asBytes(envelope), (p, n) => ex.molt_call(functionId >>> 0, p, n)), 'molt_call');
+      if (task <= 0n) fail('CALL_FAILED', `${label}: molt_call returned ${task} (${STATUS[-Number(task)] ?? 'unknown status'}); no task was started`);
+    } catch (e) {
+      return { result: Promise.reject(e), cancel() {} };
+    }
+    let done = false, cancelled = false;
+    const result = (async () => {
+      try {
+        for (;;) {
+          const st = this.#enter(() => ex.molt_poll(task, this.#out, this.#out + 4), 'molt_poll');
+          if (st === 0) { await yieldNow(); continue; }
+          if (st !== 1 && st !== 2) fail('ABI_VIOLATION', `${label}: molt_poll returned ${st}; expected 0, 1 or 2 for a live task`);
+          const dv = new DataView(ex.memory.buffer);
+          const p = dv.getUint32(this.#out, true), n = dv.getUint32(this.#out + 4, true);
+          if (p + n > ex.memory.buffer.byteLength) fail('ABI_VIOLATION', `${label}: molt_poll returned out=${p}, len=${n}, beyond the unit's ${ex.memory.buffer.byteLength}-byte memory`);
+          return { status: st, envelope: this.#mem.slice(p, p + n) };
+        }
+      } finally { done = true; }
+    })();
+    return {
+      result,
+      cancel: () => {
+        if (done || cancelled) return;
+        cancelled = true;
+        const st = this.#enter(() => ex.molt_cancel(task), 'molt_cancel');
+        if (st < 0) fail('ABI_VIOLATION', `${label}: molt_cancel returned ${st}`);
+      },
+    };
+  }
+}
+
+/** Formats bytes for people: 1536 → "1.5 KiB". */
+export function formatBytes(n) {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
+  return `${(n / 1024 / 1024).toFixed(2)} MiB`;
+}
+

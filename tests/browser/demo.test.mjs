@@ -1,0 +1,240 @@
+// The demo page in headless Chromium (Debian's /usr/bin/chromium, never a downloaded one).
+//
+//   MOLT_SERVE_CMD="build/runtime/molt serve" SITE=build/site node tests/browser/demo.test.mjs
+//
+// MOLT_SERVE_CMD is a command prefix; the test appends `--root DIR --port 0`
+// and reads the first stdout line, `serving DIR on http://ADDR:PORT/`.
+// SITE is a folder made by scripts/site. Optional: GREETING, the expected
+// greeting with {name} for the name (default "Hello, {name}!"); CHROMIUM,
+// the browser binary. Screenshots go to build/screenshots/.
+//
+// After the good site, it serves tampered copies (registry copied, not
+// linked) and checks the page refuses each one with a precise error:
+//   artifact byte flipped  → DIGEST_MISMATCH: the artifact is hashed and
+//                            compared with the signed manifest before compile;
+//   artifact truncated     → SIZE_MISMATCH: the size from signed metadata caps
+//                            and checks the download;
+//   another trusted key    → UNTRUSTED_KEY: only listed keys are accepted,
+//                            and the error names both key ids;
+//   snapshot sig byte flip → SIGNATURE_INVALID: the Ed25519 signature is
+//                            really checked, not just the key id;
+//   snapshot.json edited   → SIGNATURE_INVALID: signed metadata cannot be
+//                            changed (e.g. a later expiry: freeze attack).
+// Manifests, indexes and signatures are content-addressed and covered by the
+// signed snapshot, so altering one of them trips a digest check first; the
+// Node tests (tests/node) cover the cases that need the signing key.
+
+import { spawn } from 'node:child_process';
+import { cpSync, mkdtempSync, mkdirSync, readFileSync, writeFileSync, rmSync, existsSync, realpathSync } from 'node:fs';
+import { createHash, webcrypto } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+import { parseSignature, parsePublicKey } from '../../runtime/js/molt.js';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const SERVE = (process.env.MOLT_SERVE_CMD ?? '').trim();
+const SITE = process.env.SITE ? resolve(process.env.SITE) : '';
+const GREETING = process.env.GREETING ?? 'Hello, {name}!';
+const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
+const SHOTS = join(ROOT, 'build/screenshots');
+const UNIT = { name: 'hello', version: '0.1.0', target: 'wasm32-wasi' };
+
+if (!SERVE || !SITE) {
+  console.error('usage: MOLT_SERVE_CMD="PATH/molt serve" SITE=DIR node tests/browser/demo.test.mjs');
+  process.exit(2);
+}
+for (const [what, p] of [['SITE', join(SITE, 'index.html')], ['registry', join(SITE, 'registry/snapshot.json')], ['browser', CHROMIUM]]) {
+  if (!existsSync(p)) {
+    console.error(`demo.test: ${what}: ${p} does not exist${what === 'browser' ? ' (apt-get install chromium)' : ' (build it with scripts/site)'}`);
+    process.exit(3);
+  }
+}
+
+let passed = 0, failed = 0;
+function check(name, ok, detail = '') {
+  if (ok) { passed++; console.log(`ok - ${name}`); } else { failed++; console.log(`not ok - ${name}${detail ? `\n  ${detail.replace(/\n/g, '\n  ')}` : ''}`); }
+  return ok;
+}
+
+const sha = (b) => 'sha256:' + createHash('sha256').update(b).digest('hex');
+const children = [];
+
+/** Starts MOLT_SERVE_CMD on port 0; resolves with its base URL on 127.0.0.1. */
+function serve(root) {
+  const [cmd, ...args] = SERVE.split(/\s+/);
+  const child = spawn(cmd, [...args, '--root', root, '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  children.push(child);
+  let err = '';
+  child.stderr.on('data', (d) => { err += d; });
+  return new Promise((res, rej) => {
+    let out = '';
+    const timer = setTimeout(() => rej(new Error(`${SERVE} printed no "serving ... on http://..." line within 10 s; stderr: ${err}`)), 10000);
+    child.on('error', (e) => { clearTimeout(timer); rej(new Error(`cannot start ${cmd}: ${e.message}`)); });
+    child.on('exit', (c) => { clearTimeout(timer); rej(new Error(`${SERVE} exited with ${c} before serving; stderr: ${err}`)); });
+    child.stdout.on('data', (d) => {
+      out += d;
+      const nl = out.indexOf('\n');
+      if (nl < 0) return;
+      clearTimeout(timer);
+      const m = out.slice(0, nl).match(/^serving (.+) on http:\/\/(\S+):(\d+)\/\s*$/);
+      if (!m) return rej(new Error(`unexpected first line from ${SERVE}: ${JSON.stringify(out.slice(0, nl))}`));
+      // Whatever address it bound, talk to it over loopback only.
+      res(`http://127.0.0.1:${m[3]}/`);
+    });
+  });
+}
+
+/** Opens a page, waits until the demo has loaded or failed; returns its state. */
+async function openDemo(ctx, url) {
+  const page = await ctx.newPage();
+  const problems = [];
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  page.on('console', (m) => { if (m.type() === 'error') problems.push(`console: ${m.text()}`); });
+  await page.goto(url);
+  await page.waitForFunction(() => document.body.dataset.state !== 'loading', null, { timeout: 30000 });
+  const state = await page.evaluate(() => ({
+    state: document.body.dataset.state,
+    errorVisible: !document.getElementById('error').hidden,
+    code: document.getElementById('error-code').textContent,
+    message: document.getElementById('error-message').textContent,
+  }));
+  return { page, problems, ...state };
+}
+
+const expectGreeting = (name) => GREETING.replaceAll('{name}', name);
+
+const profile = mkdtempSync(join(tmpdir(), 'molt-chromium-'));
+const scratch = mkdtempSync(join(tmpdir(), 'molt-site-'));
+let ctx;
+try {
+  ctx = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    viewport: { width: 1000, height: 1200 },
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync'],
+  });
+
+  // ---- the good site
+  const base = await serve(SITE);
+  const good = await openDemo(ctx, base + 'index.html');
+  const { page } = good;
+  check('the unit loads and verifies (no error box)', good.state === 'ready' && !good.errorVisible,
+    `state ${good.state}; error ${good.code}: ${good.message}`);
+  const defName = await page.inputValue('#name');
+  await page.waitForFunction(() => document.getElementById('greeting').textContent !== '', null, { timeout: 10000 }).catch(() => {});
+  let greeting = await page.textContent('#greeting');
+  check(`greeting for the default name ${JSON.stringify(defName)} comes from the unit`, greeting === expectGreeting(defName),
+    `expected ${JSON.stringify(expectGreeting(defName))}, found ${JSON.stringify(greeting)}`);
+  const typed = 'Ada Lovelace';
+  await page.fill('#name', typed);
+  await page.click('#greet');
+  await page.waitForFunction((t) => document.getElementById('greeting').textContent === t, expectGreeting(typed), { timeout: 10000 }).catch(() => {});
+  greeting = await page.textContent('#greeting');
+  check(`greeting for a typed name ${JSON.stringify(typed)}`, greeting === expectGreeting(typed),
+    `expected ${JSON.stringify(expectGreeting(typed))}, found ${JSON.stringify(greeting)}`);
+  await page.fill('#name', '');
+  await page.click('#greet');
+  await page.waitForFunction(() => !document.getElementById('error').hidden, null, { timeout: 10000 }).catch(() => {});
+  const empty = await page.evaluate(() => ({ visible: !document.getElementById('error').hidden, code: document.getElementById('error-code').textContent,
+    message: document.getElementById('error-message').textContent, greeting: document.getElementById('greeting').textContent }));
+  check('an empty name: the unit\'s validation error is shown in the error box, with its path', empty.visible && empty.code === 'UNIT_VALIDATION' && / at name: /.test(empty.message) && !empty.greeting,
+    JSON.stringify(empty));
+  await page.fill('#name', typed);
+  await page.click('#greet');
+  await page.waitForFunction(() => document.getElementById('error').hidden, null, { timeout: 10000 }).catch(() => {});
+  check('a good call afterwards clears the error box', await page.evaluate(() => document.getElementById('error').hidden));
+  const bar = await page.evaluate(() => ({
+    now: document.getElementById('progress').getAttribute('aria-valuenow'),
+    width: document.querySelector('#progress .fill').style.width,
+    label: document.getElementById('progress-label').textContent,
+  }));
+  check('the byte progress bar reached 100% with a bytes/total label', bar.now === '100' && bar.width === '100%' && /\d+(\.\d+)? (B|KiB|MiB) \/ \d/.test(bar.label),
+    JSON.stringify(bar));
+  const metrics = await page.evaluate(() => Object.fromEntries(['fetch', 'verify', 'compile', 'init', 'size'].map((k) => [k, document.getElementById(`m-${k}`).textContent])));
+  check('load metrics are shown (fetch/verify/compile/init ms, unit size)', Object.values(metrics).every((v) => v && v !== '–') && / ms$/.test(metrics.compile),
+    JSON.stringify(metrics));
+  check('no page errors or console errors', good.problems.length === 0, good.problems.join('\n'));
+  mkdirSync(SHOTS, { recursive: true });
+  await page.screenshot({ path: join(SHOTS, 'demo.png'), fullPage: true });
+  await page.close();
+
+  // ---- tampered copies, each its own folder under one server
+  const registryDir = realpathSync(join(SITE, 'registry'));
+  const blobPath = (reg, d) => join(reg, 'blobs/sha256', d.slice(7));
+  const snapshot = JSON.parse(readFileSync(join(registryDir, 'snapshot.json'), 'utf8'));
+  const index = JSON.parse(readFileSync(join(registryDir, `index/${UNIT.name}.json`), 'utf8'));
+  const entry = index.versions[UNIT.version][UNIT.target];
+  const manifest = JSON.parse(readFileSync(blobPath(registryDir, entry.manifest), 'utf8'));
+  const artifact = manifest.artifact.digest;
+  const signer = parseSignature(readFileSync(join(registryDir, 'snapshot.json.minisig'), 'utf8')).keyIdHex;
+
+  let n = 0;
+  const copySite = (label) => {
+    const dir = join(scratch, `${n++}-${label}`);
+    cpSync(SITE, dir, { recursive: true, filter: (src) => src !== join(SITE, 'registry') });
+    cpSync(registryDir, join(dir, 'registry'), { recursive: true, dereference: true });
+    return dir;
+  };
+  const scenarios = [];
+  {
+    const dir = copySite('artifact-flip');
+    const p = blobPath(join(dir, 'registry'), artifact);
+    const b = readFileSync(p); b[b.length >> 1] ^= 0x01; writeFileSync(p, b);
+    scenarios.push({ dir, name: 'one flipped byte in the wasm artifact', code: 'DIGEST_MISMATCH', texts: [artifact, sha(b)], shot: 'demo-digest-mismatch.png' });
+  }
+  {
+    const dir = copySite('artifact-short');
+    const p = blobPath(join(dir, 'registry'), artifact);
+    const b = readFileSync(p); writeFileSync(p, b.subarray(0, b.length - 1));
+    scenarios.push({ dir, name: 'the wasm artifact one byte short', code: 'SIZE_MISMATCH', texts: [`expected ${b.length} bytes`, `found ${b.length - 1}`] });
+  }
+  {
+    const dir = copySite('other-key');
+    const kp = await webcrypto.subtle.generateKey({ name: 'Ed25519' }, true, ['sign', 'verify']);
+    const pk = new Uint8Array(await webcrypto.subtle.exportKey('raw', kp.publicKey));
+    const id = webcrypto.getRandomValues(new Uint8Array(8));
+    const text = `untrusted comment: minisign public key (a stranger)\n${Buffer.concat([Buffer.from('Ed'), id, pk]).toString('base64')}\n`;
+    writeFileSync(join(dir, 'trusted-keys.json'), JSON.stringify([text]));
+    scenarios.push({ dir, name: 'trusted-keys.json holds a different valid key', code: 'UNTRUSTED_KEY', texts: [signer, parsePublicKey(text).keyIdHex, 'snapshot.json.minisig'] });
+  }
+  {
+    const dir = copySite('snapshot-sig-flip');
+    const p = join(dir, 'registry/snapshot.json.minisig');
+    const ls = readFileSync(p, 'utf8').split('\n');
+    const raw = Buffer.from(ls[1], 'base64'); raw[40] ^= 0x01; ls[1] = raw.toString('base64');
+    writeFileSync(p, ls.join('\n'));
+    scenarios.push({ dir, name: 'one flipped bit inside the snapshot\'s Ed25519 signature', code: 'SIGNATURE_INVALID', texts: ['snapshot.json.minisig', signer] });
+  }
+  {
+    const dir = copySite('snapshot-edit');
+    const p = join(dir, 'registry/snapshot.json');
+    const s = readFileSync(p, 'utf8');
+    const edited = s.replace(/("expires"\s*:\s*")(\d{4})/, (m, a, y) => a + String(Number(y) + 50));
+    writeFileSync(p, edited);
+    scenarios.push({ dir, name: 'snapshot.json edited (expiry pushed 50 years) under its old signature', code: 'SIGNATURE_INVALID', texts: ['snapshot.json.minisig'], pre: edited !== s });
+  }
+  const tbase = await serve(scratch);
+  for (const sc of scenarios) {
+    const r = await openDemo(ctx, `${tbase}${sc.dir.slice(scratch.length + 1)}/index.html`);
+    const missing = sc.texts.filter((t) => !r.message.includes(t));
+    const greetingShown = await r.page.textContent('#greeting');
+    check(`${sc.name} → error box shows ${sc.code}${sc.texts.length ? ' naming ' + sc.texts.map((t) => t.length > 24 ? t.slice(0, 20) + '…' : t).join(', ') : ''}`,
+      sc.pre !== false && r.state === 'error' && r.errorVisible && r.code === sc.code && !missing.length && !greetingShown,
+      `state ${r.state}, visible ${r.errorVisible}, code ${r.code}, greeting ${JSON.stringify(greetingShown)}${missing.length ? `, message lacks ${missing.join(', ')}` : ''}\n${r.message}`);
+    if (sc.shot) await r.page.screenshot({ path: join(SHOTS, sc.shot), fullPage: true });
+    await r.page.close();
+  }
+} catch (e) {
+  check('the browser test ran to the end', false, String(e?.stack ?? e));
+} finally {
+  await ctx?.close().catch(() => {});
+  for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
+  rmSync(profile, { recursive: true, force: true });
+  rmSync(scratch, { recursive: true, force: true });
+}
+
+console.log(`${passed} passed, ${failed} failed`);
+process.exitCode = failed ? 1 : 0;
