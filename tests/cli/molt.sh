@@ -138,13 +138,4 @@ if [ -f "$here/runtime/js/molt-node.mjs" ] && command -v node >/dev/null; then
     || fail "envelopes differ: native $native_hex wasm $out"
 fi
 
-# --- the ASan+UBSan build on the same path --------------------------------
-if [ -x "${MOLT_ASAN:-}" ]; then
-  rm -rf "$T/cache"
-  run "$MOLT_ASAN" call --cache "$T/cache" -k "$key" -r "$reg" hello@0.1.0 greet '{"name":"Ada"}'
-  expect "molt (ASan+UBSan) fetch, verify, load and call" 0 '{"greeting":"Hello, Ada!"}'
-  fresh; a=$(artifact "$T/r" "$native"); flip "$T/r/blobs/sha256/$a"; rm -rf "$T/cache"
-  run "$MOLT_ASAN" fetch --cache "$T/cache" -k "$key" -r "$T/r" hello@0.1.0
-  expect "molt (ASan+UBSan) refuses a tampered artifact cleanly" 1 "digest mismatch"
-fi
 finish
