@@ -58,15 +58,7 @@ const char *mr_target_name(unsigned target)
 
 const char *mr_target_triple(unsigned target)
 {
-	if (target == MR_TARGET_WASM32)
-		return "wasm32-wasi";
-#if defined(__x86_64__)
-	return "x86_64-linux-gnu";
-#elif defined(__aarch64__)
-	return "aarch64-linux-gnu";
-#else
-	return "unknown-linux-gnu";
-#endif
+	return target == MR_TARGET_WASM32 ? "wasm32-wasi" : mr_host_triple();
 }
 
 char *mr_build_outdir(const mr_build_opts *o, const mr_recipe *r,

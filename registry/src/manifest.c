@@ -100,3 +100,14 @@ int mr_manifest_check(const cJSON *m, const char *name, const char *version,
 				    "manifest 'artifact' needs a sha256 'digest' and a 'size'");
 	return 0;
 }
+
+const char *mr_host_triple(void)
+{
+#if defined(__x86_64__)
+	return "x86_64-linux-gnu";
+#elif defined(__aarch64__)
+	return "aarch64-linux-gnu";
+#else
+	return "unknown-linux-gnu";
+#endif
+}

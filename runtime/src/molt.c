@@ -3,6 +3,7 @@
 
 #include "mr/error.h"
 #include "mr/fs.h"
+#include "mr/manifest.h"
 
 #include <curl/curl.h>
 #include <limits.h>
@@ -26,13 +27,7 @@ const char *molt_error_last(void)
 
 const char *molt_host_triple(void)
 {
-#if defined(__x86_64__)
-	return "x86_64-linux-gnu";
-#elif defined(__aarch64__)
-	return "aarch64-linux-gnu";
-#else
-	return "unknown-linux-gnu";
-#endif
+	return mr_host_triple();
 }
 
 static char *registry_base(const char *reg)

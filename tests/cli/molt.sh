@@ -11,6 +11,17 @@ artifact() { python3 -c "import json;print(json.load(open('$1/blobs/sha256/$(ent
 flip() { printf '\xff' | dd of="$1" bs=1 seek="${2:-100}" conv=notrunc 2>/dev/null; }
 native=$("$MOLT" --help >/dev/null; echo x86_64-linux-gnu)
 
+run "$MOLT" --version
+expect "--version" 0 "molt 0.1.0"
+for c in fetch call verify serve; do
+  run "$MOLT" "$c" --help
+  expect "$c --help" 0 "usage: molt $c"
+done
+run "$MOLT" help call
+expect "help CMD" 0 "usage: molt call"
+run "$MOLT" load
+expect "an unknown command is exit 2" 2 "unknown command 'load'"
+
 m call -r "$reg" hello@0.1.0 greet '{"name":"Ada"}'
 expect "call: verify, load and call the native unit" 0 '{"greeting":"Hello, Ada!"}'
 [ "$out" = '{"greeting":"Hello, Ada!"}' ] && ok "call prints exactly the JSON result" || fail "call printed: $out"

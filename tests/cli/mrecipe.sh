@@ -8,6 +8,24 @@ ln -s "$here/schemas" "$repo/schemas"
 ln -s "$here/runtime" "$repo/runtime"
 recipe() { mkdir -p "$repo/recipes/$1/src"; cat > "$repo/recipes/$1/recipe.json"; }
 
+# --- the command table ----------------------------------------------------
+run "$MRECIPE" --version
+expect "--version" 0 "mrecipe 0.1.0"
+for c in lint build keygen publish verify; do
+  run "$MRECIPE" "$c" --help
+  expect "$c --help" 0 "usage: mrecipe $c"
+done
+run "$MRECIPE" --help
+expect "--help lists the commands with summaries" 0 "publish    sign built modules"
+run "$MRECIPE" frobnicate
+expect "an unknown command is exit 2" 2 "unknown command 'frobnicate'"
+run "$MRECIPE" build --no-such-flag
+expect "an unknown option is exit 2" 2 "unknown option '--no-such-flag'"
+run "$MRECIPE" build --target arm
+expect "a bad option value is exit 2" 2 "--target: expected wasm32 or native, found 'arm'"
+run "$MRECIPE"
+expect "no command is exit 2 with usage" 2 "usage: mrecipe COMMAND"
+
 # --- lint ---------------------------------------------------------------
 printf '{\n  "name": "bad",\n  "version": "0.1.0"\n  "kind": "module"\n}\n' | recipe bad
 run "$MRECIPE" lint -C "$repo" "$repo/recipes/bad"

@@ -23,4 +23,7 @@ int mr_schema_ref_parse(const char *ref, char *id, size_t idlen, int *version);
 int mr_manifest_check(const cJSON *m, const char *name, const char *version,
 		      const char *target);
 
+/* This host's target triple for native units, e.g. "x86_64-linux-gnu". */
+const char *mr_host_triple(void);
+
 #endif
