@@ -133,6 +133,10 @@ static const char *check_segments(const char *path)
 	for (p = path; (p = strstr(p, "..")); p += 2)
 		if ((p == path || p[-1] == '/') && (p[2] == '/' || !p[2]))
 			return "'..' in the path";
+	/* Hidden files (.git, a registry's .lock) are never part of a site. */
+	for (p = path; (p = strstr(p, "/.")); p += 2)
+		if (p[2] && p[2] != '/')
+			return "hidden files are not served";
 	return NULL;
 }
 
@@ -157,8 +161,8 @@ static int step(int dir, const char *name, int depth)
 
 	/* Symbolic links are followed only for an entry at the top of the root:
 	 * the operator puts links there on purpose (registry -> /srv/registry).
-	 * Below it a link is refused (ELOOP, then 404) whatever it points to, so
-	 * a link inside a served folder can never lead out of it. Walking one
+	 * Below it a link is refused (ELOOP, then 404) wherever it points, so a
+	 * link inside a served folder can never lead out of it. Walking one
 	 * segment at a time with openat also leaves no window between a check
 	 * and the open. */
 	if (depth > 0)
@@ -237,7 +241,8 @@ static void make_etag(target *t)
 		snprintf(t->etag, sizeof(t->etag), "\"%s\"", t->name);
 	else
 		snprintf(t->etag, sizeof(t->etag), "\"%jd-%jd%09ld\"",
-			 (intmax_t)t->st.st_size, (intmax_t)t->st.st_mtim.tv_sec,
+			 (intmax_t)t->st.st_size,
+			 (intmax_t)t->st.st_mtim.tv_sec,
 			 (long)t->st.st_mtim.tv_nsec);
 }
 
@@ -400,21 +405,25 @@ static enum MHD_Result reply_text(const request *rq, unsigned status,
 
 static enum MHD_Result reply_error(const request *rq, unsigned status)
 {
-	const char *msg = status == MHD_HTTP_NOT_FOUND ? "not found" :
-			  status == MHD_HTTP_SERVICE_UNAVAILABLE ?
-							 "server busy, try again" :
-							 "internal error";
-
-	return reply_text(rq, status, msg, NULL, NULL);
+	switch (status) {
+	case MHD_HTTP_NOT_FOUND:
+		return reply_text(rq, status, "not found", NULL, NULL);
+	case MHD_HTTP_SERVICE_UNAVAILABLE:
+		return reply_text(rq, status, "server busy, try again", NULL,
+				  NULL);
+	default:
+		return reply_text(rq, status, "internal error", NULL, NULL);
+	}
 }
 
 /* A folder asked for without its trailing slash: relative links in its
- * index.html only work from the slashed address. */
+ * index.html only work from the slashed address. Leading slashes collapse to
+ * one, or "//demo" would send the browser to the host "demo". */
 static enum MHD_Result reply_redirect(const request *rq)
 {
 	char loc[PATH_CAP + 2];
 
-	snprintf(loc, sizeof(loc), "%s/", rq->url);
+	snprintf(loc, sizeof(loc), "/%s/", rq->url + strspn(rq->url, "/"));
 	return reply_text(rq, MHD_HTTP_MOVED_PERMANENTLY, "moved", "Location",
 			  loc);
 }
@@ -541,7 +550,7 @@ static size_t keep_escaped(void *cls, struct MHD_Connection *c, char *s)
 	return strlen(s);
 }
 
-__attribute__((format(printf, 2, 0))) static void
+static __attribute__((format(printf, 2, 0))) void
 log_mhd(void *cls, const char *fmt, va_list ap)
 {
 	(void)cls;
@@ -591,7 +600,8 @@ static int bind_error(const char *addr, unsigned port)
 				    "%s%s%s:%u is already in use; stop what listens there or "
 				    "pick another port with --port (--port 0 picks a free one)",
 				    l, addr, r, port);
-	return mr_error_sys(MR_EENV, "listening on %s%s%s:%u", l, addr, r, port);
+	return mr_error_sys(MR_EENV, "listening on %s%s%s:%u", l, addr, r,
+			    port);
 }
 
 /* Opens a listening socket on `addr`:`port` (numeric address only). */
@@ -616,8 +626,9 @@ static int listen_on(const char *addr, unsigned port, int *fd_out)
 	}
 	/* Lets a restart bind while old connections sit in TIME_WAIT; a live
 	 * listener still makes bind fail with EADDRINUSE. */
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 128) < 0) {
+	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 ||
+	    listen(fd, SOMAXCONN) < 0) {
 		rc = bind_error(addr, port);
 		goto done;
 	}
@@ -647,7 +658,8 @@ static int bound_url(int fd, char *url, size_t cap)
 		return mr_error_sys(MR_EENV, "reading the bound address");
 	if (getnameinfo((struct sockaddr *)&ss, len, host, sizeof(host), port,
 			sizeof(port), NI_NUMERICHOST | NI_NUMERICSERV))
-		return mr_error_set(MR_EENV, "reading the bound address failed");
+		return mr_error_set(MR_EENV,
+				    "reading the bound address failed");
 	v6 = ss.ss_family == AF_INET6;
 	snprintf(url, cap, "http://%s%s%s:%s/", v6 ? "[" : "", host,
 		 v6 ? "]" : "", port);
@@ -706,18 +718,24 @@ static int run(const mr_cmd *cmd, mr_args *args)
 	sigset_t stop, old;
 
 	if (args->nrest) {
-		mr_cli_error(PROG, "serve takes no arguments, found '%s'; see '%s serve --help'",
+		mr_cli_error(PROG,
+			     "serve takes no arguments, found '%s'; see '%s serve --help'",
 			     args->rest[0], PROG);
 		return 2;
 	}
-	if ((rc = parse_port(port_s ? port_s : DEFAULT_PORT, &port)) ||
+	if (!port_s)
+		port_s = DEFAULT_PORT;
+	if (!bind_addr)
+		bind_addr = DEFAULT_BIND;
+	if ((rc = parse_port(port_s, &port)) ||
 	    (rc = open_root(root ? root : ".", &real, &srv.rootfd)) ||
-	    (rc = listen_on(bind_addr ? bind_addr : DEFAULT_BIND, port, &lfd)) ||
+	    (rc = listen_on(bind_addr, port, &lfd)) ||
 	    (rc = bound_url(lfd, url, sizeof(url))))
 		goto done;
 	block_signals(&stop, &old);
 	if (!(d = start_daemon(&srv, lfd))) {
-		rc = mr_error_set(MR_EENV, "starting the HTTP server on %s failed", url);
+		rc = mr_error_set(MR_EENV,
+				  "starting the HTTP server on %s failed", url);
 		goto unblock;
 	}
 	lfd = -1; /* MHD_stop_daemon closes it */
