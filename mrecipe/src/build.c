@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,6 +94,27 @@ static char *which(const char *name)
 	return full;
 }
 
+/* The environment of every build command: the caller's, with a fixed
+ * SOURCE_DATE_EPOCH (so __DATE__ and __TIME__ cannot vary) and the C locale. */
+static char **build_env;
+static pthread_once_t env_once = PTHREAD_ONCE_INIT;
+
+static void make_env(void)
+{
+	static char epoch[] = "SOURCE_DATE_EPOCH=0", lc[] = "LC_ALL=C";
+	size_t n = 0, i, k = 0;
+
+	while (environ[n])
+		n++;
+	if (!(build_env = calloc(n + 3, sizeof(*build_env))))
+		return;
+	for (i = 0; i < n; i++)
+		if (strncmp(environ[i], "SOURCE_DATE_EPOCH=", 18) && strncmp(environ[i], "LC_ALL=", 7))
+			build_env[k++] = environ[i];
+	build_env[k++] = epoch;
+	build_env[k++] = lc;
+}
+
 /* Runs argv with output appended to `log` (or captured into `capture`). */
 static int run(argv_t *a, const char *log, mr_buf *capture, int verbose)
 {
@@ -117,7 +139,8 @@ static int run(argv_t *a, const char *log, mr_buf *capture, int verbose)
 		posix_spawn_file_actions_addopen(&fa, 1, log, O_WRONLY | O_APPEND | O_CREAT, 0644);
 		posix_spawn_file_actions_adddup2(&fa, 1, 2);
 	}
-	if ((errno = posix_spawnp(&pid, a->v[0], &fa, NULL, a->v, environ))) {
+	pthread_once(&env_once, make_env);
+	if ((errno = posix_spawnp(&pid, a->v[0], &fa, NULL, a->v, build_env ? build_env : environ))) {
 		rc = mr_error_sys(MR_EENV, "running %s", a->v[0]);
 		goto done;
 	}
@@ -220,6 +243,19 @@ static int toolchain_find(toolchain *t, unsigned target)
 done:
 	argv_free(&a);
 	mr_buf_free(&out);
+	return rc;
+}
+
+int mr_toolchain_identity(unsigned target, char *out, size_t n)
+{
+	toolchain t;
+	int rc = toolchain_find(&t, target);
+
+	if (!rc)
+		snprintf(out, n, "%s|%s|%s|%s|%s", t.ident, t.cc ? t.cc : "",
+			 t.ar ? t.ar : "", t.sysroot ? t.sysroot : "",
+			 t.sysroot_inc ? t.sysroot_inc : "");
+	toolchain_free(&t);
 	return rc;
 }
 
@@ -615,6 +651,23 @@ int mr_build(const mr_build_opts *o, const mr_recipe *r, unsigned target,
 	if ((rc = run(&a, log, NULL, o->verbose))) {
 		log_tail(log, what);
 		goto done;
+	}
+	if (target == MR_TARGET_WASM32 && o->wasm_opt) {
+		argv_t opt = { { 0 }, 0 };
+		char *wo = which("wasm-opt");
+		if (!wo) {
+			rc = missing_tool("wasm-opt (asked for by --wasm-opt)", "apt-get install binaryen");
+			goto done;
+		}
+		rc = arg(&opt, "%s", wo) | arg(&opt, "-Oz") | arg(&opt, "--strip-debug") |
+		     arg(&opt, "--strip-producers") | arg(&opt, "%s", artifact) | arg(&opt, "-o") |
+		     arg(&opt, "%s", artifact);
+		free(wo);
+		if (!rc && (rc = run(&opt, log, NULL, o->verbose)))
+			log_tail(log, what);
+		argv_free(&opt);
+		if (rc)
+			goto done;
 	}
 	{
 		char *mpath = mr_fs_join(out, "manifest.json");
