@@ -13,6 +13,7 @@ extern const mr_cmd mrecipe_cmd_build;
 extern const mr_cmd mrecipe_cmd_keygen;
 extern const mr_cmd mrecipe_cmd_publish;
 extern const mr_cmd mrecipe_cmd_verify;
+extern const mr_cmd mrecipe_cmd_test;
 
 /* The repository's folders, as absolute paths. */
 typedef struct {

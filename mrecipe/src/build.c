@@ -130,7 +130,7 @@ static int run(argv_t *a, const char *log, mr_buf *capture, int verbose)
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
 	if (capture) {
-		if (pipe(pipefd) < 0)
+		if (pipe2(pipefd, O_CLOEXEC) < 0)
 			return mr_error_sys(MR_EENV, "pipe");
 		posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
 		posix_spawn_file_actions_addclose(&fa, pipefd[0]);

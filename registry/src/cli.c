@@ -67,7 +67,6 @@ int mr_cli_parse(const char *prog, const mr_cmd *cmd, int argc, char **argv,
 	memset(out, 0, sizeof(*out));
 	if (n > MAX_OPTS)
 		n = MAX_OPTS;
-	*s++ = '+';
 	*s++ = ':';
 	for (i = 0; i < n; i++) {
 		const mr_opt *o = &cmd->opts[i];

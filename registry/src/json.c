@@ -104,28 +104,192 @@ static int scan(mr_json *d, const cJSON *node, size_t *at, size_t key)
 	return 0;
 }
 
-static int syntax_error(const mr_json *d, size_t off)
+/* A strict RFC 8259 reader used only to say precisely where and why a text
+ * is not JSON; cJSON's error pointer is too rough for that. */
+typedef struct {
+	const char *t;
+	size_t len, i;
+	const char *why;
+} locator;
+
+static int loc_fail(locator *l, const char *why)
 {
+	if (!l->why)
+		l->why = why;
+	return -1;
+}
+
+static void loc_ws(locator *l)
+{
+	while (l->i < l->len && strchr(" \t\r\n", l->t[l->i]) && l->t[l->i])
+		l->i++;
+}
+
+static int loc_value(locator *l, int depth);
+
+static int loc_string(locator *l)
+{
+	size_t start = l->i;
+
+	for (l->i++; l->i < l->len; l->i++) {
+		unsigned char c = (unsigned char)l->t[l->i];
+		if (c == '"') {
+			l->i++;
+			return 0;
+		}
+		if (c == '\n') {
+			l->i = start;
+			return loc_fail(l, "this string is not closed on its line; check for a missing '\"'");
+		}
+		if (c < 0x20)
+			return loc_fail(l, "a control character inside a string; escape it (\\n, \\t, \\u00XX)");
+		if (c == '\\') {
+			if (++l->i >= l->len)
+				break;
+			if (!strchr("\"\\/bfnrtu", l->t[l->i]) || !l->t[l->i])
+				return loc_fail(l, "an unknown escape; valid ones are \\\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX");
+		}
+	}
+	return loc_fail(l, "unexpected end of file inside a string; check for a missing '\"'");
+}
+
+static int loc_number(locator *l)
+{
+	size_t start = l->i;
+
+	if (l->t[l->i] == '-')
+		l->i++;
+	if (l->i < l->len && l->t[l->i] == '0')
+		l->i++;
+	else if (l->i < l->len && l->t[l->i] >= '1' && l->t[l->i] <= '9')
+		while (l->i < l->len && l->t[l->i] >= '0' && l->t[l->i] <= '9')
+			l->i++;
+	else {
+		l->i = start;
+		return loc_fail(l, "a malformed number");
+	}
+	if (l->i < l->len && l->t[l->i] == '.') {
+		if (++l->i >= l->len || l->t[l->i] < '0' || l->t[l->i] > '9')
+			return loc_fail(l, "a malformed number: digits must follow '.'");
+		while (l->i < l->len && l->t[l->i] >= '0' && l->t[l->i] <= '9')
+			l->i++;
+	}
+	if (l->i < l->len && (l->t[l->i] == 'e' || l->t[l->i] == 'E')) {
+		if (++l->i < l->len && (l->t[l->i] == '+' || l->t[l->i] == '-'))
+			l->i++;
+		if (l->i >= l->len || l->t[l->i] < '0' || l->t[l->i] > '9')
+			return loc_fail(l, "a malformed number: digits must follow the exponent");
+		while (l->i < l->len && l->t[l->i] >= '0' && l->t[l->i] <= '9')
+			l->i++;
+	}
+	return 0;
+}
+
+static int loc_items(locator *l, int depth, char close)
+{
+	int obj = close == '}';
+
+	l->i++;
+	loc_ws(l);
+	if (l->i < l->len && l->t[l->i] == close) {
+		l->i++;
+		return 0;
+	}
+	for (;;) {
+		loc_ws(l);
+		if (l->i >= l->len)
+			break;
+		if (obj) {
+			if (l->t[l->i] != '"')
+				return loc_fail(l, l->t[l->i] == '}' ? "a trailing comma before '}'; remove it"
+								     : "expected a member name in double quotes");
+			if (loc_string(l))
+				return -1;
+			loc_ws(l);
+			if (l->i >= l->len)
+				break;
+			if (l->t[l->i] != ':')
+				return loc_fail(l, "expected ':' after the member name");
+			l->i++;
+		}
+		loc_ws(l);
+		if (!obj && l->i < l->len && l->t[l->i] == ']')
+			return loc_fail(l, "a trailing comma before ']'; remove it");
+		if (loc_value(l, depth + 1))
+			return -1;
+		loc_ws(l);
+		if (l->i >= l->len)
+			break;
+		if (l->t[l->i] == close) {
+			l->i++;
+			return 0;
+		}
+		if (l->t[l->i] != ',')
+			return loc_fail(l, obj ? "expected ',' or '}' after a member; check for a missing comma"
+					       : "expected ',' or ']' after an item; check for a missing comma");
+		l->i++;
+	}
+	return loc_fail(l, obj ? "unexpected end of file; check for a missing '}'"
+			       : "unexpected end of file; check for a missing ']'");
+}
+
+static int loc_value(locator *l, int depth)
+{
+	static const char *const words[] = { "true", "false", "null" };
+	size_t k;
+
+	loc_ws(l);
+	if (depth > 512)
+		return loc_fail(l, "nested more than 512 levels deep");
+	if (l->i >= l->len)
+		return loc_fail(l, "unexpected end of file; expected a value");
+	switch (l->t[l->i]) {
+	case '{':
+		return loc_items(l, depth, '}');
+	case '[':
+		return loc_items(l, depth, ']');
+	case '"':
+		return loc_string(l);
+	}
+	if (l->t[l->i] == '-' || (l->t[l->i] >= '0' && l->t[l->i] <= '9'))
+		return loc_number(l);
+	for (k = 0; k < 3; k++)
+		if (l->len - l->i >= strlen(words[k]) &&
+		    !memcmp(l->t + l->i, words[k], strlen(words[k]))) {
+			l->i += strlen(words[k]);
+			return 0;
+		}
+	return loc_fail(l, "expected a value: an object, array, string, number, true, false or null");
+}
+
+static int syntax_error(const mr_json *d)
+{
+	locator l = { d->text, d->len, 0, NULL };
 	char near[24];
 	int line, col;
 	size_t n = 0;
 
-	line_col(d->text, off, &line, &col);
-	if (off >= d->len)
-		return mr_error_set(MR_EINVALID,
-				    "%s:%d:%d: invalid JSON: unexpected end of file; "
-				    "check for a missing '}', ']' or '\"'",
-				    d->file, line, col);
-	while (n < sizeof(near) - 1 && off + n < d->len &&
-	       d->text[off + n] != '\n')
+	if (!loc_value(&l, 0)) {
+		loc_ws(&l);
+		if (l.i < l.len)
+			loc_fail(&l, "unexpected text after the JSON value");
+	}
+	if (!l.why) /* valid to us, refused by cJSON (e.g. its depth limit) */
+		l.why = "the JSON parser refused this document";
+	line_col(d->text, l.i, &line, &col);
+	if (l.i >= d->len)
+		return mr_error_set(MR_EINVALID, "%s:%d:%d: invalid JSON: %s", d->file,
+				    line, col, l.why);
+	while (n < sizeof(near) - 1 && l.i + n < d->len && d->text[l.i + n] != '\n' &&
+	       d->text[l.i + n])
 		n++;
-	memcpy(near, d->text + off, n);
+	memcpy(near, d->text + l.i, n);
 	near[n] = '\0';
-	return mr_error_set(MR_EINVALID,
-			    "%s:%d:%d: invalid JSON at '%s': expected a value, "
-			    "',' or a closing bracket; check for a missing comma or "
-			    "quote, or a trailing comma",
-			    d->file, line, col, near);
+	if (!d->text[l.i])
+		return mr_error_set(MR_EINVALID, "%s:%d:%d: invalid JSON: a NUL byte", d->file,
+				    line, col);
+	return mr_error_set(MR_EINVALID, "%s:%d:%d: invalid JSON at '%s': %s", d->file, line,
+			    col, near, l.why);
 }
 
 int mr_json_parse(mr_json **out, const char *file, const char *text,
@@ -144,17 +308,9 @@ int mr_json_parse(mr_json **out, const char *file, const char *text,
 	memcpy(d->text, text, len);
 	d->text[len] = '\0';
 	d->len = len;
-	if (memchr(text, '\0', len)) {
-		rc = syntax_error(d, (size_t)((const char *)memchr(text, '\0', len) - text));
-		goto done;
-	}
-	d->root = cJSON_ParseWithLengthOpts(d->text, len, &end, 0);
-	if (!d->root) {
-		rc = syntax_error(d, end ? (size_t)(end - d->text) : 0);
-		goto done;
-	}
-	if (skip_ws(d, (size_t)(end - d->text)) < len) {
-		rc = syntax_error(d, skip_ws(d, (size_t)(end - d->text)));
+	d->root = memchr(text, '\0', len) ? NULL : cJSON_ParseWithLengthOpts(d->text, len, &end, 0);
+	if (!d->root || skip_ws(d, (size_t)(end - d->text)) < len) {
+		rc = syntax_error(d);
 		goto done;
 	}
 	rc = scan(d, d->root, &at, (size_t)-1);
@@ -258,7 +414,8 @@ int mr_json_canonical(mr_buf *out, const cJSON *v)
 			return mr_error_set(MR_ERROR, "out of memory");
 		for (i = 0, c = v->child; c; c = c->next)
 			kids[i++] = c;
-		qsort(kids, n, sizeof(*kids), cmp_keys);
+		if (n > 1)
+			qsort(kids, n, sizeof(*kids), cmp_keys);
 		rc = mr_buf_put(out, "{", 1);
 		for (i = 0; !rc && i < n; i++) {
 			if (i)
@@ -286,7 +443,7 @@ int mr_json_canonical(mr_buf *out, const cJSON *v)
 	if (cJSON_IsString(v))
 		return put_string(out, v->valuestring);
 	if (cJSON_IsNumber(v)) {
-		if (mr_json_is_int(v, -9007199254740991.0, 9007199254740991.0))
+		if (mr_json_is_int(v, -1e21, 1e21))
 			return mr_buf_printf(out, "%.0f", v->valuedouble);
 		return mr_buf_printf(out, "%.17g", v->valuedouble);
 	}

@@ -43,8 +43,10 @@ static int run(const mr_cmd *cmd, mr_args *args)
 		goto done;
 	}
 	if (mr_args_get(cmd, args, "envelope-hex")) {
-		if (!(rc = molt_unit_encode_request(u, args->rest[1], args->rest[2], &env, &env_len)))
-			rc = molt_unit_call_envelope(u, 1, env, env_len, &res, &res_len, &is_error);
+		uint32_t fn;
+		if (!(rc = molt_unit_function_id(u, args->rest[1], &fn)) &&
+		    !(rc = molt_unit_encode_request(u, args->rest[1], args->rest[2], &env, &env_len)))
+			rc = molt_unit_call_envelope(u, fn, env, env_len, &res, &res_len, &is_error);
 		if (rc)
 			rc = mr_cli_fail(PROG, rc);
 		else

@@ -4,7 +4,8 @@
 // file against signed metadata before use (minisign "Ed" signatures and
 // SHA-256 through WebCrypto), compiles and instantiates the wasm with no
 // imports, and calls it through the Molt ABI v0.1 (docs/abi.md) with
-// schema-checked MsgPack payloads (docs/schemas.md).
+// schema-checked MsgPack payloads (docs/schemas.md). instantiateLocal does
+// the same from local build outputs, for authors' tests (docs/testing.md).
 //
 // Every failure is a MoltError with a stable `code` and a message that says
 // what was expected, what was found, where, and what to do.
@@ -329,8 +330,25 @@ function checkType(t, at, bad) {
   bad(`${at}: unknown type constructor ${JSON.stringify(k)} (expected list, map, record, enum, nullable)`);
 }
 
+// Strings and numbers exactly as the C core writes them (registry/src/json.c),
+// so both compute the same digest: control characters as \u00xx, integers
+// within ±2^53 in plain digits, other numbers as C's "%.17g".
+const canonicalString = (s) => '"' + s.replace(/["\\\u0000-\u001f]/g, (c) =>
+  c === '"' || c === '\\' ? '\\' + c : '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0')) + '"';
+
+function canonicalNumber(x) {
+  if (!Number.isFinite(x)) return 'null';
+  if (Number.isSafeInteger(x)) return Object.is(x, -0) ? '-0' : String(x);
+  const [mant, e] = x.toExponential(16).split('e');
+  const exp = Number(e);
+  const strip = (t) => t.includes('.') ? t.replace(/0+$/, '').replace(/\.$/, '') : t;
+  if (exp < -4 || exp >= 17) return `${strip(mant)}e${exp < 0 ? '-' : '+'}${String(Math.abs(exp)).padStart(2, '0')}`;
+  return strip(x.toFixed(16 - exp));
+}
+
 /**
- * Canonical JSON (docs/schemas.md): keys sorted by byte value, no whitespace.
+ * Canonical JSON (docs/schemas.md): keys sorted by byte value, no whitespace,
+ * byte for byte what the C core writes.
  * @param {any} v
  * @returns {string}
  */
@@ -342,8 +360,10 @@ export function canonicalJson(v) {
       for (let i = 0; i < Math.min(x.length, y.length); i++) if (x[i] !== y[i]) return x[i] - y[i];
       return x.length - y.length;
     });
-    return '{' + keys.map((k) => JSON.stringify(k) + ':' + canonicalJson(v[k])).join(',') + '}';
+    return '{' + keys.map((k) => canonicalString(k) + ':' + canonicalJson(v[k])).join(',') + '}';
   }
+  if (typeof v === 'string') return canonicalString(v);
+  if (typeof v === 'number') return canonicalNumber(v);
   return JSON.stringify(v);
 }
 
@@ -561,6 +581,93 @@ function parseJson(bytes, where) {
 }
 
 const want = (ok, code, msg, details) => { if (!ok) fail(code, msg, details); };
+const sizeOk = (n, cap, what) => want(Number.isSafeInteger(n) && n >= 0 && n <= cap, 'METADATA_INVALID',
+  `${what}: expected a size between 0 and ${cap} bytes, found ${JSON.stringify(n)}`);
+
+/**
+ * Step 5 of docs/registry.md, shared by loadUnit and instantiateLocal: the
+ * manifest is the unit asked for, in a format and ABI this host reads.
+ */
+function checkManifest(manifest, { name, version, target }, where, lim, unitName, signed) {
+  want(manifest?.format === 1, 'FORMAT_UNSUPPORTED', `${where}: expected manifest format 1, found ${JSON.stringify(manifest?.format)}`);
+  for (const [k, v] of [['name', name], ['version', version], ['target', target]])
+    want(manifest[k] === v, 'WRONG_UNIT', `${where}: manifest ${k} is ${JSON.stringify(manifest[k])}, expected ${JSON.stringify(v)}: ${signed ? 'validly signed, but not the unit asked for. Do not use it.' : `pass the manifest of the ${target} build.`}`);
+  want(manifest.abi_version === ABI_STRING, 'ABI_MISMATCH', `${where}: ${unitName} needs ABI ${JSON.stringify(manifest.abi_version)}; this host speaks ABI "${ABI_STRING}". Use a unit built for ABI ${ABI_STRING} or a newer host.`);
+  const art = manifest.artifact ?? {};
+  want(target !== 'wasm32-wasi' || art.media_type === 'application/wasm', 'METADATA_INVALID', `${where}: artifact media_type is ${JSON.stringify(art.media_type)}, expected "application/wasm"`);
+  sizeOk(art.size, lim.artifact, `${where}: artifact.size`);
+  want(Array.isArray(manifest.functions) && Array.isArray(manifest.schemas), 'METADATA_INVALID', `${where}: "functions" and "schemas" must be lists`);
+}
+
+/**
+ * Checks the schema documents a manifest lists, once their digests are
+ * checked, and maps each function to its input and output documents.
+ * @param {Array<{doc: any, url: string}>} docs one per manifest.schemas entry, in its order
+ * @returns {Promise<Map<string, {id: number, name: string, input: object, output: object}>>}
+ */
+async function unitFunctions(manifest, docs, where) {
+  const schemas = new Map();
+  for (const b of BUILTIN_SCHEMAS) schemas.set(schemaKey(b.id, b.version), b);
+  for (const [i, s] of manifest.schemas.entries()) {
+    const key = schemaKey(s.id, s.version);
+    const doc = checkSchema(docs[i].doc, docs[i].url);
+    want(doc.id === s.id && doc.version === s.version, 'SCHEMA_INVALID', `${docs[i].url}: manifest lists it as ${key}, but it is ${schemaKey(doc.id, doc.version)}`);
+    const builtin = BUILTIN_SCHEMAS.find((b) => b.id === s.id && b.version === s.version);
+    if (builtin) {
+      const d = await sha256(canonicalJson(builtin));
+      want(d === s.digest, 'SCHEMA_MISMATCH', `${where}: ${key} has digest ${s.digest}; this host knows ${key} as ${d}. Host and unit disagree on a core schema: rebuild the unit against this host's schemas/.`);
+    }
+    schemas.set(key, doc);
+  }
+  const functions = new Map();
+  for (const f of manifest.functions) {
+    want(f && typeof f.name === 'string' && Number.isInteger(f.id) && f.id >= 0 && f.id <= 0xffffffff, 'METADATA_INVALID', `${where}: each function needs a "name" and a u32 "id", found ${JSON.stringify(f)}`);
+    for (const dir of ['input', 'output']) {
+      const key = schemaKey(f[dir]?.id, f[dir]?.version);
+      want(schemas.has(key), 'METADATA_INVALID', `${where}: function ${f.name} names ${dir} schema ${key}, which the manifest does not list under "schemas"`);
+    }
+    functions.set(f.name, { id: f.id, name: f.name, input: schemas.get(schemaKey(f.input.id, f.input.version)), output: schemas.get(schemaKey(f.output.id, f.output.version)) });
+  }
+  return functions;
+}
+
+/**
+ * What every load does once the unit's files are checked, shared by loadUnit
+ * and instantiateLocal: compile, instantiate with no imports, check the
+ * exports and molt_abi_version(), initialise. Fills m.compileMs and m.initMs.
+ */
+async function startUnit(bytes, { name, version, target, manifest, manifestDigest, signedBy, functions, stepBudget, metrics: m, progress, unitName }) {
+  progress({ stage: 'compile' });
+  let t = now();
+  let module;
+  try { module = await WebAssembly.compile(bytes); } catch (e) {
+    fail('COMPILE_FAILED', `artifact ${manifest.artifact.digest} of ${unitName} is ${signedBy ? 'signed' : 'listed in its manifest'} but is not valid wasm: ${e.message}. ${signedBy ? 'Report it to the publisher.' : 'Rebuild it.'}`);
+  }
+  const imports = WebAssembly.Module.imports(module);
+  want(imports.length === 0, 'IMPORTS_REFUSED', `${unitName} imports ${imports.map((i) => `${i.module}.${i.name}`).join(', ')}; this host provides no imports. Rebuild the unit without them (mrecipe refuses such units).`);
+  m.compileMs = now() - t;
+  progress({ stage: 'init' });
+  t = now();
+  let instance;
+  try { instance = await WebAssembly.instantiate(module, {}); } catch (e) {
+    fail('INSTANTIATE_FAILED', `instantiating ${unitName} failed: ${e.message}`);
+  }
+  const ex = instance.exports;
+  const missing = ['memory', 'molt_abi_version', 'molt_alloc', 'molt_free', 'molt_init', 'molt_call', 'molt_poll', 'molt_cancel'].filter((n) => !(n in ex));
+  want(missing.length === 0, 'ABI_MISMATCH', `${unitName} does not export ${missing.join(', ')}; every Molt unit must export the seven ABI functions and its memory (docs/abi.md).`);
+  const trap = (e, during) => fail('TRAP', `${unitName} trapped during ${during}: ${e.message}`);
+  try { ex._initialize?.(); } catch (e) { trap(e, '_initialize'); }
+  const abi = ex.molt_abi_version() >>> 0;
+  want(abi === ABI_VERSION, 'ABI_MISMATCH', `${unitName}: molt_abi_version() returned ${abi >>> 16}.${abi & 0xffff} (0x${abi.toString(16).padStart(8, '0')}); this host needs 0.1. Use a unit built for ABI 0.1.`);
+  const unit = new Unit({ name, version, target, manifest, manifestDigest, signedBy, functions, exports: ex, metrics: m });
+  const cfg = encodeEnvelope('molt.runtime_config', 1,
+    encodeMsgpack(validate(BUILTIN_SCHEMAS[1].type, stepBudget === undefined ? {} : { step_budget: stepBudget })));
+  let st;
+  try { st = unit._withBytes(cfg, (p, n) => ex.molt_init(p, n)); } catch (e) { if (e instanceof MoltError) throw e; trap(e, 'molt_init'); }
+  want(st === 0, 'INIT_FAILED', `${unitName}: molt_init returned ${st} (${STATUS[-st] ?? 'unknown status'}) for a molt.runtime_config v1 envelope`);
+  m.initMs = now() - t;
+  return unit;
+}
 
 /**
  * Fetches, verifies, compiles and initialises one unit, following the client
@@ -606,8 +713,6 @@ export async function loadUnit(registry, { name, version, target = 'wasm32-wasi'
     want(typeof digest === 'string' && DIGEST_RE.test(digest), 'METADATA_INVALID', `${what}: expected a digest "sha256:<64 lowercase hex>", found ${JSON.stringify(digest)}`);
     return `blobs/sha256/${digest.slice(7)}`;
   };
-  const sizeOk = (n, cap, what) => want(Number.isSafeInteger(n) && n >= 0 && n <= cap, 'METADATA_INVALID',
-    `${what}: expected a size between 0 and ${cap} bytes, found ${JSON.stringify(n)}`);
 
   // 1. snapshot.json, signed by a trusted key, known format, not expired.
   progress({ stage: 'snapshot' });
@@ -660,82 +765,84 @@ export async function loadUnit(registry, { name, version, target = 'wasm32-wasi'
 
   // 5. manifest fields equal the request.
   const manifest = parseJson(mf.bytes, mf.url);
-  want(manifest?.format === 1, 'FORMAT_UNSUPPORTED', `${mf.url}: expected manifest format 1, found ${JSON.stringify(manifest?.format)}`);
-  for (const [k, v] of [['name', name], ['version', version], ['target', target]])
-    want(manifest[k] === v, 'WRONG_UNIT', `${mf.url}: manifest ${k} is ${JSON.stringify(manifest[k])}, expected ${JSON.stringify(v)}: validly signed, but not the unit asked for. Do not use it.`);
-  want(manifest.abi_version === ABI_STRING, 'ABI_MISMATCH', `${mf.url}: ${unitName} needs ABI ${JSON.stringify(manifest.abi_version)}; this host speaks ABI "${ABI_STRING}". Use a unit built for ABI ${ABI_STRING} or a newer host.`);
-  const art = manifest.artifact ?? {};
-  want(target !== 'wasm32-wasi' || art.media_type === 'application/wasm', 'METADATA_INVALID', `${mf.url}: artifact media_type is ${JSON.stringify(art.media_type)}, expected "application/wasm"`);
-  sizeOk(art.size, lim.artifact, `${mf.url}: artifact.size`);
-  want(Array.isArray(manifest.functions) && Array.isArray(manifest.schemas), 'METADATA_INVALID', `${mf.url}: "functions" and "schemas" must be lists`);
+  checkManifest(manifest, { name, version, target }, mf.url, lim, unitName, true);
+  const art = manifest.artifact;
 
   // Schema blobs named in the manifest: digest, well-formed, the id/version listed.
   progress({ stage: 'schemas' });
-  const schemas = new Map();
-  for (const b of BUILTIN_SCHEMAS) schemas.set(schemaKey(b.id, b.version), b);
   // Fetched together, checked one by one in manifest order.
   const fetched = await Promise.all(manifest.schemas.map((s) =>
     get(blobPath(s?.digest, `${mf.url}: schema ${schemaKey(s?.id, s?.version)}`), 'schemas', `schema ${schemaKey(s?.id, s?.version)}`, { maxSize: lim.schema })));
+  const docs = [];
   for (const [i, s] of manifest.schemas.entries()) {
-    const key = schemaKey(s.id, s.version);
     const sb = fetched[i];
-    await checkDigest(sb.bytes, s.digest, `schema ${key}`, sb.url, mf.url);
-    const doc = checkSchema(parseJson(sb.bytes, sb.url), sb.url);
-    want(doc.id === s.id && doc.version === s.version, 'SCHEMA_INVALID', `${sb.url}: manifest lists it as ${key}, but it is ${schemaKey(doc.id, doc.version)}`);
-    const builtin = BUILTIN_SCHEMAS.find((b) => b.id === s.id && b.version === s.version);
-    if (builtin) {
-      const d = await sha256(canonicalJson(builtin));
-      want(d === s.digest, 'SCHEMA_MISMATCH', `${mf.url}: ${key} has digest ${s.digest}; this host knows ${key} as ${d}. Host and unit disagree on a core schema: rebuild the unit against this host's schemas/.`);
-    }
-    schemas.set(key, doc);
+    await checkDigest(sb.bytes, s.digest, `schema ${schemaKey(s.id, s.version)}`, sb.url, mf.url);
+    docs.push({ doc: parseJson(sb.bytes, sb.url), url: sb.url });
   }
-  const functions = new Map();
-  for (const f of manifest.functions) {
-    want(f && typeof f.name === 'string' && Number.isInteger(f.id) && f.id >= 0 && f.id <= 0xffffffff, 'METADATA_INVALID', `${mf.url}: each function needs a "name" and a u32 "id", found ${JSON.stringify(f)}`);
-    for (const dir of ['input', 'output']) {
-      const key = schemaKey(f[dir]?.id, f[dir]?.version);
-      want(schemas.has(key), 'METADATA_INVALID', `${mf.url}: function ${f.name} names ${dir} schema ${key}, which the manifest does not list under "schemas"`);
-    }
-    functions.set(f.name, { id: f.id, name: f.name, input: schemas.get(schemaKey(f.input.id, f.input.version)), output: schemas.get(schemaKey(f.output.id, f.output.version)) });
-  }
+  const functions = await unitFunctions(manifest, docs, mf.url);
 
   // 6. The artifact: size cap while downloading, then digest.
   const af = await get(blobPath(art.digest, `${mf.url}: artifact`), 'artifact', `artifact of ${unitName}`, { expectedSize: art.size });
   await checkDigest(af.bytes, art.digest, `artifact of ${unitName}`, af.url, `the signed manifest ${te.manifest}`);
   m.artifactBytes = af.bytes.byteLength;
 
-  // Compile, instantiate with no imports, initialise.
-  progress({ stage: 'compile' });
-  let t = now();
-  let module;
-  try { module = await WebAssembly.compile(af.bytes); } catch (e) {
-    fail('COMPILE_FAILED', `artifact ${art.digest} of ${unitName} is signed but is not valid wasm: ${e.message}. Report it to the publisher.`);
-  }
-  const imports = WebAssembly.Module.imports(module);
-  want(imports.length === 0, 'IMPORTS_REFUSED', `${unitName} imports ${imports.map((i) => `${i.module}.${i.name}`).join(', ')}; this host provides no imports. Rebuild the unit without them (mrecipe refuses such units).`);
-  m.compileMs = now() - t;
-  progress({ stage: 'init' });
-  t = now();
-  let instance;
-  try { instance = await WebAssembly.instantiate(module, {}); } catch (e) {
-    fail('INSTANTIATE_FAILED', `instantiating ${unitName} failed: ${e.message}`);
-  }
-  const ex = instance.exports;
-  const missing = ['memory', 'molt_abi_version', 'molt_alloc', 'molt_free', 'molt_init', 'molt_call', 'molt_poll', 'molt_cancel'].filter((n) => !(n in ex));
-  want(missing.length === 0, 'ABI_MISMATCH', `${unitName} does not export ${missing.join(', ')}; every Molt unit must export the seven ABI functions and its memory (docs/abi.md).`);
-  const trap = (e, during) => fail('TRAP', `${unitName} trapped during ${during}: ${e.message}`);
-  try { ex._initialize?.(); } catch (e) { trap(e, '_initialize'); }
-  const abi = ex.molt_abi_version() >>> 0;
-  want(abi === ABI_VERSION, 'ABI_MISMATCH', `${unitName}: molt_abi_version() returned ${abi >>> 16}.${abi & 0xffff} (0x${abi.toString(16).padStart(8, '0')}); this host needs 0.1. Use a unit built for ABI 0.1.`);
-  const unit = new Unit({ name, version, target, manifest, manifestDigest: te.manifest, signedBy: mfSig.keyIdHex, functions, exports: ex, metrics: m });
-  const cfg = encodeEnvelope('molt.runtime_config', 1,
-    encodeMsgpack(validate(BUILTIN_SCHEMAS[1].type, stepBudget === undefined ? {} : { step_budget: stepBudget })));
-  let st;
-  try { st = unit._withBytes(cfg, (p, n) => ex.molt_init(p, n)); } catch (e) { if (e instanceof MoltError) throw e; trap(e, 'molt_init'); }
-  want(st === 0, 'INIT_FAILED', `${unitName}: molt_init returned ${st} (${STATUS[-st] ?? 'unknown status'}) for a molt.runtime_config v1 envelope`);
-  m.initMs = now() - t;
+  const unit = await startUnit(af.bytes, { name, version, target, manifest, manifestDigest: te.manifest, signedBy: mfSig.keyIdHex,
+    functions, stepBudget, metrics: m, progress, unitName });
   m.totalMs = now() - t0;
   progress({ stage: 'ready' });
+  return unit;
+}
+
+/**
+ * Instantiates a wasm unit from local files, without a registry: for authors
+ * testing their own builds before anything is signed (mrecipe test runs
+ * runtime/js/vectors.mjs, which calls this). Checks what the manifest claims:
+ * format, target wasm32-wasi, ABI, the artifact's size and digest, and each
+ * schema's canonical digest (docs/schemas.md); then compiles and initialises
+ * exactly as loadUnit does. No signature is checked: only use files you built.
+ * @param {object} o
+ * @param {Uint8Array|ArrayBuffer} o.bytes the .wasm artifact
+ * @param {string|Uint8Array|object} o.manifest the unsigned manifest.json (text, bytes or parsed)
+ * @param {Array<string|Uint8Array|object>} o.schemas the schema files the manifest lists (text, bytes or parsed), in any order
+ * @param {number} [o.stepBudget] step_budget for molt.runtime_config
+ * @param {string} [o.where] names the manifest in messages (e.g. its path)
+ * @returns {Promise<Unit>} with signedBy null, and manifestDigest null when the manifest was given parsed
+ */
+export async function instantiateLocal({ bytes, manifest, schemas = [], stepBudget, where = 'manifest.json' }) {
+  const t0 = now();
+  const m = { bytesFetched: 0, fetchMs: 0, verifyMs: 0, compileMs: 0, initMs: 0, totalMs: 0, artifactBytes: 0 };
+  const parse = (x, at) => (typeof x === 'string' || x instanceof Uint8Array || x instanceof ArrayBuffer ? parseJson(asBytes(x), at) : x);
+  const mf = parse(manifest, where);
+  const name = mf?.name, version = mf?.version, target = 'wasm32-wasi';
+  const unitName = `${name}@${version} (${target})`;
+  checkManifest(mf, { name, version, target }, where, LIMITS, unitName, false);
+  const art = mf.artifact;
+  const wasm = asBytes(bytes);
+  const t = now();
+  want(wasm.byteLength === art.size, 'SIZE_MISMATCH', `${where}: the artifact is ${wasm.byteLength} bytes, the manifest says ${art.size}: it changed after the build, or the manifest is another build's. Rebuild (mrecipe build ${name}).`, { expected: art.size, found: wasm.byteLength });
+  const found = await sha256(wasm);
+  want(found === art.digest, 'DIGEST_MISMATCH', `${where}: the artifact hashes to ${found}, the manifest says ${art.digest}: it changed after the build, or the manifest is another build's. Refusing it; rebuild (mrecipe build ${name}).`, { expected: art.digest, found });
+  const byKey = new Map();
+  for (const [i, x] of schemas.entries()) {
+    const doc = parse(x, `schemas[${i}]`);
+    byKey.set(schemaKey(doc?.id, doc?.version), doc);
+  }
+  const docs = [];
+  for (const s of mf.schemas) {
+    const key = schemaKey(s?.id, s?.version);
+    const doc = byKey.get(key);
+    want(doc !== undefined, 'NOT_FOUND', `${where}: lists schema ${key}, which was not given (expected the file ${s?.id}.v${s?.version}.json)`);
+    const d = await sha256(canonicalJson(doc));
+    want(d === s.digest, 'DIGEST_MISMATCH', `${where}: schema ${key} hashes to ${d} (canonical JSON), the manifest says ${s.digest}: the schema changed after the build. Refusing the unit; rebuild (mrecipe build ${name}).`, { expected: s.digest, found: d });
+    docs.push({ doc, url: `schema ${key}` });
+  }
+  m.verifyMs = now() - t;
+  const functions = await unitFunctions(mf, docs, where);
+  m.artifactBytes = wasm.byteLength;
+  const manifestDigest = typeof manifest === 'object' && !(manifest instanceof Uint8Array) && !(manifest instanceof ArrayBuffer) ? null : await sha256(manifest);
+  const unit = await startUnit(wasm, { name, version, target, manifest: mf, manifestDigest, signedBy: null,
+    functions, stepBudget, metrics: m, progress: () => {}, unitName });
+  m.totalMs = now() - t0;
   return unit;
 }
 
@@ -756,9 +863,9 @@ const yieldNow = typeof setImmediate === 'function'
     : () => new Promise((r) => setTimeout(r, 0));
 
 /**
- * A loaded, initialised unit, made by loadUnit. Fields: name, version,
- * target; manifest (the parsed signed manifest) and manifestDigest; signedBy
- * (the key id that signed it); functions (Map name → {id, name, input,
+ * A loaded, initialised unit, made by loadUnit (or instantiateLocal).
+ * Fields: name, version, target; manifest (the parsed signed manifest) and
+ * manifestDigest; signedBy (the key id that signed it; null for a local unit); functions (Map name → {id, name, input,
  * output schema documents}); metrics {bytesFetched, fetchMs, verifyMs,
  * compileMs, initMs, totalMs, artifactBytes}.
  */

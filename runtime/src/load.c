@@ -1,18 +1,26 @@
+#define _GNU_SOURCE
 #include "internal.h"
 
+#include "mr/digest.h"
 #include "mr/error.h"
 #include "mr/json.h"
+#include "mr/manifest.h"
 
 #include <dlfcn.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define OUT_MAX (64u << 20)
+#define MANIFEST_MAX (1u << 20)
 
 struct molt_unit {
-	molt_runtime *rt;
 	void *dl;
 	cJSON *manifest;
+	cJSON **schemas; /* parsed documents, in the order of the manifest's "schemas" */
+	size_t nschemas;
 	uint32_t (*abi_version)(void);
 	void *(*alloc)(uint32_t);
 	void (*free)(void *, uint32_t);
@@ -22,48 +30,61 @@ struct molt_unit {
 	int32_t (*cancel)(int64_t);
 };
 
+/* A unit owning `manifest`, with room for the documents of its schemas. */
+static int unit_new(molt_unit **out, cJSON *manifest)
+{
+	const cJSON *s = cJSON_GetObjectItemCaseSensitive(manifest, "schemas");
+	molt_unit *u = calloc(1, sizeof(*u));
+	size_t n = (size_t)cJSON_GetArraySize(s);
+
+	if (u && (u->schemas = calloc(n ? n : 1, sizeof(*u->schemas)))) {
+		u->manifest = manifest;
+		u->nschemas = n;
+		*out = u;
+		return 0;
+	}
+	free(u);
+	cJSON_Delete(manifest);
+	return mr_error_set(MR_ERROR, "out of memory");
+}
+
+static const char *unit_name(const molt_unit *u)
+{
+	return mr_json_str(u->manifest, "name");
+}
+
+static const char *unit_version(const molt_unit *u)
+{
+	return mr_json_str(u->manifest, "version");
+}
+
 static int sym(molt_unit *u, const char *name, void **out)
 {
 	if (!(*out = dlsym(u->dl, name)))
 		return mr_error_set(MR_EVERIFY, "%s@%s does not export %s; it is not a Molt ABI v0.1 unit",
-				    mr_json_str(u->manifest, "name"), mr_json_str(u->manifest, "version"), name);
+				    unit_name(u), unit_version(u), name);
 	return 0;
 }
 
-int molt_unit_load(molt_unit **out, molt_runtime *rt, const char *name,
-		   const char *version)
+/* What every load does once the unit's files are checked: the manifest's
+ * ABI, dlopen, the seven symbols, molt_abi_version() and molt_init. */
+static int unit_start(molt_unit *u, const char *artifact)
 {
 	/* runtime_config v1 with no options: ["molt.runtime_config", 1, bin(map{})]. */
 	static const unsigned char cfg[] = { 0x93, 0xb3, 'm', 'o', 'l', 't', '.', 'r', 'u', 'n',
 					     't', 'i', 'm', 'e', '_', 'c', 'o', 'n', 'f', 'i',
 					     'g', 0x01, 0xc4, 0x01, 0x80 };
-	molt__fetched f;
-	molt_unit *u;
+	const char *name = unit_name(u), *version = unit_version(u);
 	uint32_t abi;
 	int rc;
 
-	*out = NULL;
-	if ((rc = molt__fetch(rt, name, version, molt_host_triple(), &f, NULL)))
-		return rc;
-	if (!(u = calloc(1, sizeof(*u)))) {
-		cJSON_Delete(f.manifest);
-		free(f.artifact);
-		return mr_error_set(MR_ERROR, "out of memory");
-	}
-	u->rt = rt;
-	u->manifest = f.manifest;
-	if (strcmp(mr_json_str(u->manifest, "abi_version"), "0.1")) {
-		rc = mr_error_set(MR_EVERIFY, "%s@%s needs ABI %s; this libmolt speaks 0.1", name,
-				  version, mr_json_str(u->manifest, "abi_version"));
-		goto done;
-	}
-	/* Only now, with digest, signature, identity and target checked, does
-	 * any of the unit's code run. */
-	if (!(u->dl = dlopen(f.artifact, RTLD_NOW | RTLD_LOCAL))) {
-		rc = mr_error_set(MR_EENV, "loading %s@%s from %s: %s", name, version, f.artifact,
-				  dlerror());
-		goto done;
-	}
+	if (strcmp(mr_json_str(u->manifest, "abi_version"), "0.1"))
+		return mr_error_set(MR_EVERIFY, "%s@%s needs ABI %s; this libmolt speaks 0.1", name,
+				    version, mr_json_str(u->manifest, "abi_version"));
+	/* Only now, with the unit's files checked, does any of its code run. */
+	if (!(u->dl = dlopen(artifact, RTLD_NOW | RTLD_LOCAL)))
+		return mr_error_set(MR_EENV, "loading %s@%s from %s: %s", name, version, artifact,
+				    dlerror());
 	if ((rc = sym(u, "molt_abi_version", (void **)&u->abi_version)) ||
 	    (rc = sym(u, "molt_alloc", (void **)&u->alloc)) ||
 	    (rc = sym(u, "molt_free", (void **)&u->free)) ||
@@ -71,16 +92,43 @@ int molt_unit_load(molt_unit **out, molt_runtime *rt, const char *name,
 	    (rc = sym(u, "molt_call", (void **)&u->call)) ||
 	    (rc = sym(u, "molt_poll", (void **)&u->poll)) ||
 	    (rc = sym(u, "molt_cancel", (void **)&u->cancel)))
+		return rc;
+	if ((abi = u->abi_version()) != 1)
+		return mr_error_set(MR_EVERIFY, "%s@%s reports ABI %u.%u; expected 0.1", name, version,
+				    abi >> 16, abi & 0xffff);
+	if ((rc = u->init(cfg, sizeof(cfg))) != 0)
+		return mr_error_set(MR_ERROR, "%s@%s: molt_init failed with status %d", name, version, rc);
+	return 0;
+}
+
+/* Version of a manifest's schema entry (0 if malformed). */
+static int entry_version(const cJSON *s)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(s, "version");
+
+	return mr_json_is_int(v, 1, 1000000) ? (int)v->valuedouble : 0;
+}
+
+int molt_unit_load(molt_unit **out, molt_runtime *rt, const char *name,
+		   const char *version)
+{
+	molt__fetched f;
+	molt_unit *u = NULL;
+	const cJSON *s;
+	size_t i;
+	int rc;
+
+	*out = NULL;
+	if ((rc = molt__fetch(rt, name, version, molt_host_triple(), &f, NULL)))
+		return rc;
+	if ((rc = unit_new(&u, f.manifest)))
 		goto done;
-	if ((abi = u->abi_version()) != 1) {
-		rc = mr_error_set(MR_EVERIFY, "%s@%s reports ABI %u.%u; expected 0.1", name, version,
-				  abi >> 16, abi & 0xffff);
-		goto done;
-	}
-	if ((rc = u->init(cfg, sizeof(cfg))) != 0) {
-		rc = mr_error_set(MR_ERROR, "%s@%s: molt_init failed with status %d", name, version, rc);
-		goto done;
-	}
+	s = cJSON_GetObjectItemCaseSensitive(u->manifest, "schemas");
+	for (i = 0, s = s ? s->child : NULL; !rc && s; s = s->next, i++)
+		rc = molt__schema_get(rt, u->manifest, mr_json_str(s, "id") ? mr_json_str(s, "id") : "",
+				      entry_version(s), &u->schemas[i]);
+	if (!rc)
+		rc = unit_start(u, f.artifact);
 done:
 	free(f.artifact);
 	if (rc)
@@ -90,12 +138,109 @@ done:
 	return rc;
 }
 
+/* The local files' checks (molt.h): artifact size and digest, then every
+ * schema file's canonical digest, each against the manifest. */
+static int check_local(molt_unit *u, const char *artifact, const char *manifest_path,
+		       const char *schemas_dir)
+{
+	const cJSON *a = cJSON_GetObjectItemCaseSensitive(u->manifest, "artifact"), *s;
+	const char *want = mr_json_str(a, "digest");
+	double want_size = cJSON_GetObjectItemCaseSensitive(a, "size")->valuedouble;
+	char have[MR_DIGEST_STR_LEN + 1];
+	size_t size = 0, i;
+	int rc;
+
+	if ((rc = mr_digest_file(have, artifact, &size)))
+		return mr_error_wrap(rc, "artifact of %s@%s", unit_name(u), unit_version(u));
+	if ((double)size != want_size || strcmp(have, want))
+		return mr_error_set(MR_EVERIFY,
+				    "%s: expected %.0f bytes with digest %s (from %s), found %zu bytes "
+				    "with digest %s; refusing it. The artifact changed after the build, or "
+				    "the manifest is another build's: rebuild (mrecipe build %s)",
+				    artifact, want_size, want, manifest_path, size, have, unit_name(u));
+	s = cJSON_GetObjectItemCaseSensitive(u->manifest, "schemas");
+	for (i = 0, s = s ? s->child : NULL; s; s = s->next, i++) {
+		const char *id = mr_json_str(s, "id"), *digest = mr_json_str(s, "digest");
+		int v = entry_version(s);
+		mr_buf b = MR_BUF_INIT;
+
+		if (!id || !v || !digest)
+			return mr_error_set(MR_EVERIFY, "%s: schemas[%zu] needs an id, a version and a digest",
+					    manifest_path, i);
+		if ((rc = mr_schema_load(&b, have, schemas_dir, id, v))) {
+			mr_buf_free(&b);
+			return mr_error_wrap(rc, "%s@%s", unit_name(u), unit_version(u));
+		}
+		if (strcmp(have, digest))
+			rc = mr_error_set(MR_EVERIFY,
+					  "schema %s@%d in %s has digest %s, but %s lists %s; refusing the "
+					  "unit. The schema changed after the build: rebuild (mrecipe build %s)",
+					  id, v, schemas_dir, have, manifest_path, digest, unit_name(u));
+		else if (!(u->schemas[i] = cJSON_ParseWithLength((const char *)b.data, b.len)))
+			rc = mr_error_set(MR_ERROR, "out of memory");
+		mr_buf_free(&b);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+int molt_unit_load_local(molt_unit **out, const char *artifact, const char *manifest_path,
+			 const char *schemas_dir)
+{
+	const char *host = molt_host_triple(), *target;
+	char path[PATH_MAX];
+	molt_unit *u = NULL;
+	mr_json *doc = NULL;
+	cJSON *m;
+	int rc;
+
+	*out = NULL;
+	if ((rc = mr_json_load(&doc, manifest_path, MANIFEST_MAX)))
+		return rc;
+	if (!(m = cJSON_Duplicate(mr_json_root(doc), 1))) {
+		mr_json_free(doc);
+		return mr_error_set(MR_ERROR, "out of memory");
+	}
+	mr_json_free(doc);
+	if ((rc = unit_new(&u, m)))
+		return rc;
+	if ((rc = mr_manifest_check(u->manifest, NULL, NULL, NULL))) {
+		mr_error_wrap(rc, "%s", manifest_path);
+		goto done;
+	}
+	if (strcmp((target = mr_json_str(u->manifest, "target")), host)) {
+		rc = mr_error_set(MR_EVERIFY, "%s: target is '%s'; this host loads %s units (pass the "
+					      "native build's manifest)", manifest_path, target, host);
+		goto done;
+	}
+	/* dlopen searches the library path for a name without '/': pin the file we hash. */
+	if (!realpath(artifact, path)) {
+		rc = mr_error_sys(MR_ENOTFOUND, "artifact %s", artifact);
+		goto done;
+	}
+	if ((rc = check_local(u, path, manifest_path, schemas_dir)))
+		goto done;
+	rc = unit_start(u, path);
+done:
+	if (rc)
+		molt_unit_free(u);
+	else
+		*out = u;
+	return rc;
+}
+
 void molt_unit_free(molt_unit *u)
 {
+	size_t i;
+
 	if (!u)
 		return;
 	if (u->dl)
 		dlclose(u->dl);
+	for (i = 0; i < u->nschemas; i++)
+		cJSON_Delete(u->schemas[i]);
+	free(u->schemas);
 	cJSON_Delete(u->manifest);
 	free(u);
 }
@@ -145,61 +290,274 @@ static const cJSON *find_function(molt_unit *u, const char *name)
 	return NULL;
 }
 
-static int schema_of(molt_unit *u, const cJSON *ref, cJSON **doc)
+int molt_unit_function_id(molt_unit *u, const char *function, uint32_t *id)
 {
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(ref, "version");
+	const cJSON *f = find_function(u, function);
 
-	return molt__schema_get(u->rt, u->manifest, mr_json_str(ref, "id"),
-				v ? (int)v->valuedouble : 0, doc);
+	if (!f)
+		return mr_error_set(MR_ENOTFOUND, "%s@%s has no function '%s'",
+				    mr_json_str(u->manifest, "name"),
+				    mr_json_str(u->manifest, "version"), function);
+	*id = (uint32_t)cJSON_GetObjectItemCaseSensitive(f, "id")->valuedouble;
+	return 0;
 }
 
-int molt_unit_encode_request(molt_unit *u, const char *function, const char *json_in,
-			     unsigned char **out, size_t *out_len)
+/* The unit's document for a manifest schema reference {id, version}
+ * (owned by the unit). */
+static int schema_of(molt_unit *u, const cJSON *ref, const cJSON **doc)
 {
-	const cJSON *f = find_function(u, function), *in;
-	cJSON *req = NULL, *schema = NULL;
+	const cJSON *s = cJSON_GetObjectItemCaseSensitive(u->manifest, "schemas");
+	const char *id = mr_json_str(ref, "id");
+	int v = entry_version(ref);
+	size_t i;
+
+	for (i = 0, s = s ? s->child : NULL; s && i < u->nschemas; s = s->next, i++)
+		if (id && mr_json_str(s, "id") && !strcmp(mr_json_str(s, "id"), id) &&
+		    entry_version(s) == v) {
+			*doc = u->schemas[i];
+			return 0;
+		}
+	*doc = NULL;
+	return mr_error_set(MR_EVERIFY, "%s@%s: the manifest does not list schema %s@%d",
+			    unit_name(u), unit_version(u), id ? id : "?", v);
+}
+
+/* Validates `value` against `schema` (a schema document) and packs the
+ * envelope [id, version, payload]. */
+static int encode_envelope(const cJSON *schema, const char *id, int version,
+			   const cJSON *value, unsigned char **out, size_t *out_len)
+{
 	msgpack_sbuffer payload, env;
 	msgpack_packer pk;
 	char path[256] = "";
 	int rc;
 
-	*out = NULL;
 	msgpack_sbuffer_init(&payload);
 	msgpack_sbuffer_init(&env);
-	if (!f) {
-		rc = mr_error_set(MR_ENOTFOUND, "%s@%s has no function '%s'",
-				  mr_json_str(u->manifest, "name"), mr_json_str(u->manifest, "version"),
-				  function);
-		goto done;
-	}
-	in = cJSON_GetObjectItemCaseSensitive(f, "input");
-	if (!(req = cJSON_Parse(json_in))) {
-		rc = mr_error_set(MR_EINVALID, "request is not valid JSON: %.40s", json_in);
-		goto done;
-	}
-	if ((rc = schema_of(u, in, &schema)))
-		goto done;
 	msgpack_packer_init(&pk, &payload, msgpack_sbuffer_write);
-	if ((rc = molt__schema_encode(cJSON_GetObjectItemCaseSensitive(schema, "type"), req, &pk,
-				      path, sizeof(path)))) {
-		mr_error_wrap(rc, "%s request (schema %s@%d)", function, mr_json_str(in, "id"),
-			      (int)cJSON_GetObjectItemCaseSensitive(in, "version")->valuedouble);
-		goto done;
+	if (!(rc = molt__schema_encode(cJSON_GetObjectItemCaseSensitive(schema, "type"), value,
+				       &pk, path, sizeof(path)))) {
+		msgpack_packer_init(&pk, &env, msgpack_sbuffer_write);
+		msgpack_pack_array(&pk, 3);
+		msgpack_pack_str(&pk, strlen(id));
+		msgpack_pack_str_body(&pk, id, strlen(id));
+		msgpack_pack_uint32(&pk, (uint32_t)version);
+		msgpack_pack_bin(&pk, payload.size);
+		msgpack_pack_bin_body(&pk, payload.data, payload.size);
+		*out_len = env.size;
+		*out = (unsigned char *)msgpack_sbuffer_release(&env);
 	}
-	msgpack_packer_init(&pk, &env, msgpack_sbuffer_write);
-	msgpack_pack_array(&pk, 3);
-	msgpack_pack_str(&pk, strlen(mr_json_str(in, "id")));
-	msgpack_pack_str_body(&pk, mr_json_str(in, "id"), strlen(mr_json_str(in, "id")));
-	msgpack_pack_uint32(&pk, (uint32_t)cJSON_GetObjectItemCaseSensitive(in, "version")->valuedouble);
-	msgpack_pack_bin(&pk, payload.size);
-	msgpack_pack_bin_body(&pk, payload.data, payload.size);
-	*out_len = env.size;
-	*out = (unsigned char *)msgpack_sbuffer_release(&env);
-done:
-	cJSON_Delete(req);
-	cJSON_Delete(schema);
 	msgpack_sbuffer_destroy(&payload);
 	msgpack_sbuffer_destroy(&env);
+	return rc;
+}
+
+int molt_unit_encode_request(molt_unit *u, const char *function, const char *json_in,
+			     unsigned char **out, size_t *out_len)
+{
+	const cJSON *f = find_function(u, function), *in, *schema;
+	cJSON *req = NULL;
+	int rc;
+
+	*out = NULL;
+	if (!f)
+		return mr_error_set(MR_ENOTFOUND, "%s@%s has no function '%s'", unit_name(u),
+				    unit_version(u), function);
+	in = cJSON_GetObjectItemCaseSensitive(f, "input");
+	if (!(req = cJSON_Parse(json_in)))
+		return mr_error_set(MR_EINVALID, "request is not valid JSON: %.40s", json_in);
+	if (!(rc = schema_of(u, in, &schema)) &&
+	    (rc = encode_envelope(schema, mr_json_str(in, "id"), entry_version(in), req, out,
+				  out_len)))
+		mr_error_wrap(rc, "%s request (schema %s@%d)", function, mr_json_str(in, "id"),
+			      entry_version(in));
+	cJSON_Delete(req);
+	return rc;
+}
+
+int molt_envelope_encode(const char *schema_json, const char *json_in, unsigned char **out,
+			 size_t *out_len)
+{
+	cJSON *schema = cJSON_Parse(schema_json), *value = cJSON_Parse(json_in);
+	const char *id = mr_json_str(schema, "id");
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(schema, "version");
+	int rc;
+
+	*out = NULL;
+	if (!id || !mr_json_is_int(v, 1, 1000000) || !cJSON_GetObjectItemCaseSensitive(schema, "type"))
+		rc = mr_error_set(MR_EINVALID, "not a schema document (docs/schemas.md): %.60s",
+				  schema_json);
+	else if (!value)
+		rc = mr_error_set(MR_EINVALID, "value is not valid JSON: %.40s", json_in);
+	else if ((rc = encode_envelope(schema, id, (int)v->valuedouble, value, out, out_len)))
+		mr_error_wrap(rc, "schema %s@%d", id, (int)v->valuedouble);
+	cJSON_Delete(schema);
+	cJSON_Delete(value);
+	return rc;
+}
+
+static void hex(char *dst, const unsigned char *p, size_t n)
+{
+	static const char digits[] = "0123456789abcdef";
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		dst[2 * i] = digits[p[i] >> 4];
+		dst[2 * i + 1] = digits[p[i] & 15];
+	}
+	dst[2 * n] = '\0';
+}
+
+/* {"<key>": "<hex of p>"}, for bin and ext values. */
+static cJSON *hex_json(const char *key, const char *p, size_t n)
+{
+	cJSON *o = cJSON_CreateObject();
+	char *h = malloc(2 * n + 1);
+
+	if (h && o) {
+		hex(h, (const unsigned char *)p, n);
+		if (cJSON_AddStringToObject(o, key, h)) {
+			free(h);
+			return o;
+		}
+	}
+	free(h);
+	cJSON_Delete(o);
+	return NULL;
+}
+
+static cJSON *str_of(const char *p, size_t n)
+{
+	char *tmp = malloc(n + 1);
+	cJSON *j;
+
+	if (!tmp)
+		return NULL;
+	memcpy(tmp, p, n);
+	tmp[n] = '\0';
+	j = cJSON_CreateString(tmp);
+	free(tmp);
+	return j;
+}
+
+/* Any MsgPack value as JSON, for messages (no schema). */
+static cJSON *mp_json(const msgpack_object *o)
+{
+	char num[32];
+	cJSON *j = NULL, *k, *v;
+	uint32_t i;
+
+	switch (o->type) {
+	case MSGPACK_OBJECT_NIL:
+		return cJSON_CreateNull();
+	case MSGPACK_OBJECT_BOOLEAN:
+		return cJSON_CreateBool(o->via.boolean);
+	case MSGPACK_OBJECT_POSITIVE_INTEGER:
+		/* Raw digits: exact beyond 2^53, where a double is not. */
+		snprintf(num, sizeof(num), "%" PRIu64, o->via.u64);
+		return cJSON_CreateRaw(num);
+	case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+		snprintf(num, sizeof(num), "%" PRId64, o->via.i64);
+		return cJSON_CreateRaw(num);
+	case MSGPACK_OBJECT_FLOAT32:
+	case MSGPACK_OBJECT_FLOAT64:
+		return cJSON_CreateNumber(o->via.f64);
+	case MSGPACK_OBJECT_STR:
+		return str_of(o->via.str.ptr, o->via.str.size);
+	case MSGPACK_OBJECT_BIN:
+		return hex_json("bin", o->via.bin.ptr, o->via.bin.size);
+	case MSGPACK_OBJECT_ARRAY:
+		if (!(j = cJSON_CreateArray()))
+			return NULL;
+		for (i = 0; i < o->via.array.size; i++) {
+			if (!(v = mp_json(&o->via.array.ptr[i]))) {
+				cJSON_Delete(j);
+				return NULL;
+			}
+			cJSON_AddItemToArray(j, v);
+		}
+		return j;
+	case MSGPACK_OBJECT_MAP:
+		if (!(j = cJSON_CreateObject()))
+			return NULL;
+		for (i = 0; i < o->via.map.size; i++) {
+			const msgpack_object_kv *kv = &o->via.map.ptr[i];
+			char *name = NULL;
+			/* A key that is not a string is shown as its JSON text. */
+			k = kv->key.type == MSGPACK_OBJECT_STR ? str_of(kv->key.via.str.ptr, kv->key.via.str.size)
+							       : mp_json(&kv->key);
+			if (k && !cJSON_IsString(k)) {
+				name = cJSON_PrintUnformatted(k);
+				cJSON_Delete(k);
+				k = name ? cJSON_CreateString(name) : NULL;
+				free(name);
+			}
+			v = mp_json(&kv->val);
+			if (!k || !v) {
+				cJSON_Delete(k);
+				cJSON_Delete(v);
+				cJSON_Delete(j);
+				return NULL;
+			}
+			cJSON_AddItemToObject(j, k->valuestring, v);
+			cJSON_Delete(k);
+		}
+		return j;
+	default:
+		if (!(j = hex_json("ext", o->via.ext.ptr, o->via.ext.size)))
+			return NULL;
+		cJSON_AddNumberToObject(j, "type", o->via.ext.type);
+		return j;
+	}
+}
+
+int molt_envelope_to_json(const unsigned char *env, size_t len, char **json_out)
+{
+	msgpack_zone zone;
+	msgpack_object e, p;
+	const msgpack_object *v;
+	cJSON *j = NULL, *payload;
+	size_t off = 0;
+	int rc = 0;
+
+	*json_out = NULL;
+	if (!msgpack_zone_init(&zone, 4096))
+		return mr_error_set(MR_ERROR, "out of memory");
+	if (msgpack_unpack((const char *)env, len, &off, &zone, &e) != MSGPACK_UNPACK_SUCCESS) {
+		rc = mr_error_set(MR_EINVALID, "not MsgPack: no complete value in %zu bytes", len);
+		goto done;
+	}
+	if (off != len) {
+		rc = mr_error_set(MR_EINVALID, "%zu bytes after the envelope", len - off);
+		goto done;
+	}
+	v = e.type == MSGPACK_OBJECT_ARRAY ? e.via.array.ptr : NULL;
+	if (!v || e.via.array.size != 3 || v[0].type != MSGPACK_OBJECT_STR || v[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
+	    v[2].type != MSGPACK_OBJECT_BIN) {
+		char *what = (j = mp_json(&e)) ? cJSON_PrintUnformatted(j) : NULL;
+		rc = mr_error_set(MR_EINVALID, "expected an envelope [str, uint, bin], found %.200s",
+				  what ? what : "?");
+		free(what);
+		goto done;
+	}
+	off = 0;
+	if (msgpack_unpack(v[2].via.bin.ptr, v[2].via.bin.size, &off, &zone, &p) !=
+		    MSGPACK_UNPACK_SUCCESS ||
+	    off != v[2].via.bin.size) {
+		rc = mr_error_set(MR_EINVALID, "%.*s v%" PRIu64 ": the payload is not one MsgPack value",
+				  (int)(v[0].via.str.size > 64 ? 64 : v[0].via.str.size),
+				  v[0].via.str.ptr, v[1].via.u64);
+		goto done;
+	}
+	if (!(j = cJSON_CreateObject()) ||
+	    !cJSON_AddItemToObject(j, "schema", str_of(v[0].via.str.ptr, v[0].via.str.size)) ||
+	    !cJSON_AddItemToObject(j, "version", mp_json(&v[1])) || !(payload = mp_json(&p)) ||
+	    !cJSON_AddItemToObject(j, "payload", payload) ||
+	    !(*json_out = cJSON_PrintUnformatted(j)))
+		rc = mr_error_set(MR_ERROR, "out of memory");
+done:
+	cJSON_Delete(j);
+	msgpack_zone_destroy(&zone);
 	return rc;
 }
 
@@ -261,7 +619,8 @@ int molt_unit_call_json(molt_unit *u, const char *function, const char *json_in,
 	const cJSON *f = find_function(u, function), *o;
 	unsigned char *env = NULL, *res = NULL;
 	size_t env_len = 0, res_len = 0;
-	cJSON *schema = NULL, *result = NULL;
+	const cJSON *schema = NULL;
+	cJSON *result = NULL;
 	msgpack_zone zone;
 	msgpack_object payload;
 	char path[256] = "";
@@ -297,7 +656,6 @@ done:
 	msgpack_zone_destroy(&zone);
 	free(env);
 	free(res);
-	cJSON_Delete(schema);
 	cJSON_Delete(result);
 	return rc;
 }

@@ -181,6 +181,16 @@ static const char *mp_kind(const msgpack_object *o)
 	}
 }
 
+/* JSON text (cJSON) cannot carry a NUL inside a string: refuse such a
+ * string rather than hand on a shorter one. */
+static int has_nul(const msgpack_object_str *s, const char *path)
+{
+	if (!memchr(s->ptr, '\0', s->size))
+		return 0;
+	return mr_error_set(MR_EINVALID, "%s: a string with a NUL byte cannot be shown as JSON",
+			    *path ? path : "(value)");
+}
+
 static cJSON *str_json(const msgpack_object_str *s)
 {
 	char *tmp = malloc(s->size + 1);
@@ -229,6 +239,8 @@ int molt__schema_decode(const cJSON *type, const msgpack_object *o, cJSON **out,
 	} else if (!strcmp(k, "string") || !strcmp(k, "enum")) {
 		if (o->type != MSGPACK_OBJECT_STR)
 			return fail(path, "a string", mp_kind(o));
+		if (has_nul(&o->via.str, path))
+			return MR_EINVALID;
 		if (arg) {
 			const cJSON *c;
 			for (c = arg->child; c && !str_eq(o, c->valuestring); c = c->next)
@@ -279,6 +291,8 @@ int molt__schema_decode(const cJSON *type, const msgpack_object *o, cJSON **out,
 				rc = fail(path, "string keys", mp_kind(&kv->key));
 				break;
 			}
+			if ((rc = has_nul(&kv->key.via.str, path)))
+				break;
 			key = str_json(&kv->key.via.str);
 			old = push(path, n, key ? key->valuestring : "?", 0);
 			if (record) {

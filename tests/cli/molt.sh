@@ -8,7 +8,9 @@ reg=$FIXTURE/registry key=$FIXTURE/dev.pub
 m() { run "$MOLT" "$1" --cache "$T/cache" -k "$key" "${@:2}"; }
 entry() { python3 -c "import json,sys;print(json.load(open('$1/index/hello.json'))['versions']['0.1.0'][sys.argv[1]][sys.argv[2]][7:])" "$2" "$3"; }
 artifact() { python3 -c "import json;print(json.load(open('$1/blobs/sha256/$(entry "$1" "$2" manifest)'))['artifact']['digest'][7:])"; }
-flip() { printf '\xff' | dd of="$1" bs=1 seek="${2:-100}" conv=notrunc 2>/dev/null; }
+flip() { # FILE [OFFSET]: inverts one byte, so it always changes
+  python3 -c 'import sys; p, o = sys.argv[1], int(sys.argv[2]); b = bytearray(open(p, "rb").read()); b[o] ^= 0xff; open(p, "wb").write(bytes(b))' "$1" "${2:-100}"
+}
 native=$("$MOLT" --help >/dev/null; echo x86_64-linux-gnu)
 
 run "$MOLT" --version

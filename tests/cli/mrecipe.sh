@@ -206,7 +206,11 @@ run "$MRECIPE" verify -r "$T/reg" -k "$FIXTURE/dev.pub"
 expect "verify with the wrong key fails, naming the key ids" 1 "expected a signature by a trusted key"
 cp -r "$T/reg" "$T/reg-bad"
 blob=$(ls "$T/reg-bad/blobs/sha256" | head -n 1)
-printf '\x01' | dd of="$T/reg-bad/blobs/sha256/$blob" bs=1 seek=10 conv=notrunc 2>/dev/null
+python3 - "$T/reg-bad/blobs/sha256/$blob" <<'PY'
+import sys
+p = sys.argv[1]; b = bytearray(open(p, "rb").read()); b[len(b) // 2] ^= 0xff
+open(p, "wb").write(bytes(b))
+PY
 run "$MRECIPE" verify -r "$T/reg-bad" -k "$T/k.pub"
 expect "a flipped byte in a blob is caught, naming the path" 1 "blobs/sha256/$blob: content hashes to"
 cp "$T/reg/index/hello.json" "$T/reg-bad/index/hello.json"; sed -i 's/"yanked":\tfalse/"yanked":\ttrue/' "$T/reg-bad/index/hello.json"

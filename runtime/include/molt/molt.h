@@ -69,6 +69,20 @@ MOLT_API int molt_fetch(molt_runtime *rt, const char *name, const char *version,
 MOLT_API int molt_unit_load(molt_unit **out, molt_runtime *rt, const char *name,
 			    const char *version);
 
+/* Loads a native unit from local files, without a registry: for authors
+ * testing their own builds (mrecipe test) before anything is signed.
+ * `manifest_path` is the unsigned manifest.json that mrecipe build wrote
+ * beside `artifact`; `schemas_dir` holds the <id>.v<version>.json files the
+ * manifest lists. Checks, in order: the manifest's shape and target (this
+ * host's triple); the artifact's size and digest against the manifest; each
+ * schema file's canonical digest against the manifest. Then loads as
+ * molt_unit_load does (ABI version, dlopen, molt_abi_version(), molt_init).
+ * No signature is checked, so only load files you built yourself.
+ * MOLT_EVERIFY when a check fails, MOLT_ENOTFOUND for a missing file,
+ * MOLT_EENV when dlopen fails. Free with molt_unit_free. */
+MOLT_API int molt_unit_load_local(molt_unit **out, const char *artifact,
+				  const char *manifest_path, const char *schemas_dir);
+
 /* Calls `function` with a JSON request, validated against the function's
  * input schema; on success *json_out is the JSON result, validated against
  * the output schema (caller frees with free()). An error from the unit is
@@ -90,6 +104,28 @@ MOLT_API int molt_unit_call_envelope(molt_unit *u, uint32_t function_id,
 				     const unsigned char *env, size_t len,
 				     unsigned char **out, size_t *out_len,
 				     int *is_error);
+
+/* Encodes a JSON value into an envelope [id, version, payload] of the
+ * schema whose document is `schema_json` (the text of a
+ * schemas/<id>.v<version>.json file), validated, record fields in schema
+ * order: the bytes molt_unit_encode_request makes for the same value. For
+ * tools that build envelopes without a loaded unit (expected results in
+ * mrecipe test). MOLT_EINVALID names the failing path. *out is malloc'd
+ * (caller frees). */
+MOLT_API int molt_envelope_encode(const char *schema_json, const char *json_in,
+				  unsigned char **out, size_t *out_len);
+
+/* Renders any envelope for people, without a schema:
+ * {"schema": ID, "version": N, "payload": <the MsgPack payload as JSON>},
+ * bin values as {"bin": "<hex>"}, integers exact. MOLT_EINVALID, saying
+ * why, when `env` is not one [str, uint, bin] array or its payload is not
+ * one MsgPack value. *json_out is malloc'd (caller frees). */
+MOLT_API int molt_envelope_to_json(const unsigned char *env, size_t len,
+				   char **json_out);
+
+/* The function_id of `function`, from the unit's manifest (MOLT_ENOTFOUND
+ * when it has no such function). */
+MOLT_API int molt_unit_function_id(molt_unit *u, const char *function, uint32_t *id);
 
 /* Unloads a unit; NULL is a no-op. */
 MOLT_API void molt_unit_free(molt_unit *u);
