@@ -78,6 +78,30 @@ run "$MRECIPE" build -C "$repo" --out "$T/b" -j 0 p1
 expect "-j 0 is refused" 2 "--jobs: expected a number from 1 to 64, found '0'"
 rm -rf "$repo/recipes/"p?
 
+# --- toolchains ---------------------------------------------------------
+mkdir -p "$repo/recipes/leak/src"
+printf '#include <curl/curl.h>\nint leak(void) { return CURL_GLOBAL_ALL; }\n' > "$repo/recipes/leak/src/a.c"
+cat > "$repo/recipes/leak/recipe.json" <<J
+{"name": "leak", "version": "1.0.0", "summary": "x", "license": "MIT", "kind": "library",
+ "source": {"path": "src"}, "targets": ["wasm32", "native"], "build": {"sources": ["a.c"]}}
+J
+run "$MRECIPE" build -C "$repo" --out "$T/b" --target native leak
+expect "a host header builds natively" 0 "1 built"
+run "$MRECIPE" build -C "$repo" --out "$T/b" --target wasm32 leak
+expect "but host headers never reach a wasm32 build" 1 "'curl/curl.h' file not found"
+rm -rf "$repo/recipes/leak"
+# A WASI SDK layout (made of Debian's parts) is used when WASI_SDK_PATH is set.
+sdk=$T/sdk; mkdir -p "$sdk/bin" "$sdk/share/wasi-sysroot/lib"
+ln -s "$(command -v clang)" "$sdk/bin/clang"; ln -s "$(command -v llvm-ar || command -v llvm-ar-14)" "$sdk/bin/llvm-ar"
+ln -s /usr/include/wasm32-wasi "$sdk/share/wasi-sysroot/include"; ln -s /usr/lib/wasm32-wasi "$sdk/share/wasi-sysroot/lib/wasm32-wasi"
+run env WASI_SDK_PATH="$sdk" "$MRECIPE" build -C "$here" --out "$T/sdk-out" --target wasm32 -v hello
+expect "WASI_SDK_PATH selects the SDK's clang and sysroot" 0 "$sdk/bin/clang --target=wasm32-wasi --sysroot=$sdk/share/wasi-sysroot"
+"$MRECIPE" build -C "$here" --out "$T/deb-out" --target wasm32 hello >/dev/null 2>&1
+cmp -s "$T/sdk-out/wasm32/hello-0.1.0/hello.wasm" "$T/deb-out/wasm32/hello-0.1.0/hello.wasm" \
+  && ok "the same compiler through either layout gives the same bytes" || fail "SDK layout changed the output"
+run env WASI_SDK_PATH="$T/nowhere" "$MRECIPE" build -C "$here" --out "$T/sdk-out2" --target wasm32 hello
+expect "a WASI_SDK_PATH without clang is exit 3" 3 "WASI_SDK_PATH must point at a wasi-sdk install"
+
 # --- reproducibility ----------------------------------------------------
 run "$MRECIPE" build -C "$here" --out "$T/r1" --all --check
 expect "--check: a fresh rebuild is byte-identical" 0 "reproducible: every output"
