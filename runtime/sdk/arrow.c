@@ -1,0 +1,2 @@
+/* Placeholder: being written. */
+typedef int molt__placeholder_arrow;
