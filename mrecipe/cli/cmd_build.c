@@ -155,6 +155,7 @@ static int run(const mr_cmd *cmd, mr_args *args)
 	o.source_cache = cache;
 	o.verbose = !!mr_args_get(cmd, args, "verbose");
 	o.wasm_opt = !!mr_args_get(cmd, args, "wasm-opt");
+	o.log = stderr;
 	so.force = !!mr_args_get(cmd, args, "force");
 	so.build_cache = mr_args_get(cmd, args, "cache");
 	if (!so.build_cache && getenv("MRECIPE_BUILD_CACHE") && *getenv("MRECIPE_BUILD_CACHE"))

@@ -23,7 +23,8 @@ typedef struct {
 	const char *name;   /* the recipe */
 	const char *url;    /* the repository */
 	const char *commit; /* the pinned commit, 40 hex */
-	int tty;            /* draw a progress line */
+	FILE *log;          /* where progress goes (NULL: nowhere) */
+	int tty;            /* `log` is a terminal: draw a progress line */
 	int shown;          /* one is on screen */
 	struct timespec at; /* when it was last drawn */
 } git_ctx;
@@ -47,7 +48,7 @@ static int fetch_progress(const git_indexer_progress *p, void *payload)
 			p->received_objects != p->total_objects))
 		return 0;
 	c->at = ts;
-	fprintf(stderr, "\r\033[Kmrecipe: %s: %u / %u objects, %.1f MiB", c->name,
+	fprintf(c->log, "\r\033[Kmrecipe: %s: %u / %u objects, %.1f MiB", c->name,
 		p->received_objects, p->total_objects,
 		(double)p->received_bytes / (1 << 20));
 	c->shown = 1;
@@ -72,7 +73,8 @@ static int fetch(git_ctx *c, git_repository *repo)
 	ro.repository = repo;
 	ro.flags = GIT_REMOTE_CREATE_SKIP_INSTEADOF | GIT_REMOTE_CREATE_SKIP_DEFAULT_FETCHSPEC;
 	git_fetch_options_init(&fo, GIT_FETCH_OPTIONS_VERSION);
-	fprintf(stderr, "mrecipe: %s: fetching %s\n", c->name, c->url);
+	if (c->log)
+		fprintf(c->log, "mrecipe: %s: fetching %s\n", c->name, c->url);
 	fo.prune = GIT_FETCH_NO_PRUNE;
 	fo.update_fetchhead = 0;
 	fo.download_tags = GIT_REMOTE_DOWNLOAD_TAGS_NONE;
@@ -87,7 +89,7 @@ static int fetch(git_ctx *c, git_repository *repo)
 				  "needs neither)",
 				  c->name, c->url, git_msg());
 	if (c->shown) {
-		fputc('\n', stderr);
+		fputc('\n', c->log);
 		c->shown = 0;
 	}
 	git_remote_free(remote);
@@ -266,11 +268,11 @@ static int write_tree(git_ctx *c, git_repository *repo, mr__tree *t,
 	return rc;
 }
 
-int mr__git_prepare(char digest[MR_DIGEST_STR_LEN + 1], const char *cache,
+int mr__git_prepare(char digest[MR_DIGEST_STR_LEN + 1], FILE *log, const char *cache,
 		    const char *name, const char *url, const char *commit,
 		    const char *dest)
 {
-	git_ctx c = { name, url, commit, isatty(STDERR_FILENO), 0, { 0, 0 } };
+	git_ctx c = { name, url, commit, log, log && isatty(fileno(log)), 0, { 0, 0 } };
 	char key[MR_DIGEST_STR_LEN + 1], *dir = NULL, *mirror = NULL, *lock = NULL;
 	git_repository *repo = NULL;
 	git_object *obj = NULL;

@@ -426,7 +426,8 @@ typedef struct {
 	const char *name;   /* the recipe, for the progress line */
 	curl_off_t got;     /* bytes written */
 	int too_big;        /* the cap was hit */
-	int tty;            /* show a progress line */
+	FILE *log;          /* where progress goes (NULL: nowhere) */
+	int tty;            /* `log` is a terminal: show a progress line */
 	int shown;          /* a progress line is on screen */
 	struct timespec at; /* when it was last drawn */
 } download_state;
@@ -475,10 +476,10 @@ static int progress_cb(void *ud, curl_off_t total, curl_off_t now, curl_off_t ut
 	human(a, sizeof(a), now);
 	if (total > 0) {
 		human(b, sizeof(b), total);
-		fprintf(stderr, "\r\033[Kmrecipe: %s: %s / %s (%d%%)", s->name, a, b,
+		fprintf(s->log, "\r\033[Kmrecipe: %s: %s / %s (%d%%)", s->name, a, b,
 			(int)(now * 100 / total));
 	} else {
-		fprintf(stderr, "\r\033[Kmrecipe: %s: %s", s->name, a);
+		fprintf(s->log, "\r\033[Kmrecipe: %s: %s", s->name, a);
 	}
 	s->shown = 1;
 	return 0;
@@ -510,7 +511,7 @@ static int retryable(CURLcode cc, long status)
 
 /* Downloads `url` to `to`: up to DOWNLOAD_TRIES tries, 1 s then 2 s apart,
  * capped at SOURCE_MAX bytes, with a progress line on a terminal. */
-static int download(const char *url, const char *to, const char *name)
+static int download(FILE *log, const char *url, const char *to, const char *name)
 {
 	char err[CURL_ERROR_SIZE] = "", why[CURL_ERROR_SIZE + 64];
 	download_state s = { 0 };
@@ -520,13 +521,15 @@ static int download(const char *url, const char *to, const char *name)
 	int rc = 0, try;
 
 	s.name = name;
-	s.tty = isatty(STDERR_FILENO);
+	s.log = log;
+	s.tty = log && isatty(fileno(log));
 	if (!c || !(s.f = fopen(to, "wb"))) {
 		rc = c ? mr_error_sys(MR_EIO, "creating %s", to)
 		       : mr_error_set(MR_ERROR, "cannot start libcurl");
 		goto done;
 	}
-	fprintf(stderr, "mrecipe: %s: downloading %s\n", name, url);
+	if (log)
+		fprintf(log, "mrecipe: %s: downloading %s\n", name, url);
 	curl_easy_setopt(c, CURLOPT_URL, url);
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, write_cb);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, &s);
@@ -554,7 +557,7 @@ static int download(const char *url, const char *to, const char *name)
 		status = 0;
 		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
 		if (s.shown) {
-			fputc('\n', stderr);
+			fputc('\n', log);
 			s.shown = 0;
 		}
 		if (cc == CURLE_OK)
@@ -580,8 +583,9 @@ static int download(const char *url, const char *to, const char *name)
 								: "not retried: a retry would fail the same way");
 			goto done;
 		}
-		fprintf(stderr, "mrecipe: %s: fetching %s: %s; retrying in %d s (try %d of %d)\n",
-			name, url, why, 1 << (try - 1), try + 1, DOWNLOAD_TRIES);
+		if (log)
+			fprintf(log, "mrecipe: %s: fetching %s: %s; retrying in %d s (try %d of %d)\n",
+				name, url, why, 1 << (try - 1), try + 1, DOWNLOAD_TRIES);
 		sleep(1u << (try - 1));
 	}
 done:
@@ -618,7 +622,7 @@ static int fetch_cached(char **path_out, const mr_build_opts *o,
 		/* Sources are public: readable like any other cached file. */
 		fchmod(fd, 0644);
 		close(fd);
-		if ((rc = download(url, tmp, r->name)) ||
+		if ((rc = download(o->log, url, tmp, r->name)) ||
 		    (rc = mr_digest_file(digest, tmp, NULL))) {
 			unlink(tmp);
 			goto done;
@@ -778,7 +782,7 @@ int mr_source_prepare(char **src_dir, char digest[MR_DIGEST_STR_LEN + 1],
 			goto done;
 		}
 	} else if (git) {
-		if ((rc = mr__git_prepare(base, o->source_cache, r->name, git,
+		if ((rc = mr__git_prepare(base, o->log, o->source_cache, r->name, git,
 					  mr_json_str(src, "commit"), dest)))
 			goto done;
 	} else {

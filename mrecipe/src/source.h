@@ -6,6 +6,7 @@
 #include "mr/digest.h"
 
 #include <stddef.h>
+#include <stdio.h>
 
 /* Caps on a source tree: total bytes, entries, and folder depth. */
 #define MR__SOURCE_MAX_BYTES ((unsigned long long)512 << 20)
@@ -53,7 +54,7 @@ int mr__name_unsafe(const char *name);
  * tree digest. `name` is the recipe, for messages. An unknown commit, or an
  * id naming another kind of object, is MR_EVERIFY; a fetch that fails
  * (unreachable URL, network) is MR_EENV. */
-int mr__git_prepare(char digest[MR_DIGEST_STR_LEN + 1], const char *cache,
+int mr__git_prepare(char digest[MR_DIGEST_STR_LEN + 1], FILE *log, const char *cache,
 		    const char *name, const char *url, const char *commit,
 		    const char *dest);
 

@@ -14,6 +14,7 @@ typedef struct {
 	const char *source_cache; /* content-addressed source cache */
 	int verbose;              /* echo every command */
 	int wasm_opt;             /* run wasm-opt -Oz on wasm32 modules */
+	FILE *log;                /* download and fetch progress (NULL: quiet) */
 } mr_build_opts;
 
 /* How a set of builds is scheduled. */
