@@ -4,6 +4,7 @@
 #include "mr/error.h"
 #include "mr/fs.h"
 #include "mr/manifest.h"
+#include "mr/wasm.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -669,6 +670,11 @@ int mr_build(const mr_build_opts *o, const mr_recipe *r, unsigned target,
 		if (rc)
 			goto done;
 	}
+	/* What a unit may import and export (docs/abi.md): the check 'mrecipe
+	 * publish' makes, so a bad unit fails here first, with the same message. */
+	if (target == MR_TARGET_WASM32 &&
+	    (rc = mr_wasm_check_file(artifact, mr_json_str(root, "abi_version"), NULL)))
+		goto done;
 	{
 		char *mpath = mr_fs_join(out, "manifest.json");
 		rc = mpath ? write_manifest(mpath, r, target, artifact, src_digest, &t,

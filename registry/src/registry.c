@@ -6,6 +6,7 @@
 #include "mr/fs.h"
 #include "mr/json.h"
 #include "mr/manifest.h"
+#include "mr/wasm.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -258,6 +259,17 @@ done:
 	return rc;
 }
 
+/* 1 for a wasm unit, however its manifest labels it: a different media type
+ * or target must not skip the checks of docs/abi.md. */
+static int is_wasm(const cJSON *m, const mr_buf *art)
+{
+	const char *mt = mr_json_str(cJSON_GetObjectItemCaseSensitive(m, "artifact"), "media_type");
+	const char *t = mr_json_str(m, "target");
+
+	return (mt && !strcmp(mt, "application/wasm")) || (t && !strncmp(t, "wasm", 4)) ||
+	       (art->len >= 4 && !memcmp(art->data, "\0asm", 4));
+}
+
 static int lock_registry(const char *root, int *fd)
 {
 	char *p = mr_fs_join(root, ".lock");
@@ -297,6 +309,12 @@ int mr_registry_publish(const char *root, const mr_seckey *sk,
 				  "%s does not match %s (manifest says %s, file is %s); "
 				  "rebuild with 'mrecipe build'", artifact_path,
 				  manifest_path, mr_json_str(a, "digest"), adigest);
+		goto done;
+	}
+	/* What a unit may import and export (docs/abi.md): every problem, one per line. */
+	if (is_wasm(m, &art) &&
+	    (rc = mr_wasm_check_unit(art.data, art.len, mr_json_str(m, "abi_version"), NULL))) {
+		mr_error_wrap(rc, "%s", artifact_path);
 		goto done;
 	}
 	if ((rc = init_layout(root)) || (rc = lock_registry(root, &fd)))

@@ -9,7 +9,7 @@ run "$MRECIPE" test --target arm
 expect "a bad --target is exit 2" 2 "--target: expected wasm32 or native, found 'arm'"
 
 # --- the repo's hello passes on both targets ---------------------------------
-run "$MRECIPE" build -C "$here" --out "$T/b1" hello jsoninfo
+run "$MRECIPE" build -C "$here" --out "$T/b1" --all
 expect "hello builds into a temp out dir" 0
 run "$MRECIPE" test -C "$here" --out "$T/b1" hello
 expect "hello's vectors pass on native" 0 "ok hello greet/ada native"
