@@ -14,6 +14,7 @@ extern const mr_cmd mrecipe_cmd_keygen;
 extern const mr_cmd mrecipe_cmd_publish;
 extern const mr_cmd mrecipe_cmd_verify;
 extern const mr_cmd mrecipe_cmd_test;
+extern const mr_cmd mrecipe_cmd_schema;
 
 /* The repository's folders, as absolute paths. */
 typedef struct {

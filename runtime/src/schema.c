@@ -3,6 +3,7 @@
 
 #include "mr/error.h"
 #include "mr/json.h"
+#include "mr/schemadoc.h"
 
 #include <math.h>
 #include <sodium.h>
@@ -39,15 +40,15 @@ static const char *json_kind(const cJSON *v)
 	return "a number";
 }
 
-/* Extends `path` with ".name" or "[i]"; returns the old length. */
+/* Extends `path` with a key (".name", or ["a b"] as JS writes it) or
+ * "[i]"; returns the old length. */
 static size_t push(char *path, size_t n, const char *name, int index)
 {
 	size_t old = strlen(path);
 
 	if (name)
-		snprintf(path + old, n - old, "%s%s", old ? "." : "", name);
-	else
-		snprintf(path + old, n - old, "[%d]", index);
+		return mr_schemadoc_path_key(path, n, name, strlen(name));
+	snprintf(path + old, n - old, "[%d]", index);
 	return old;
 }
 
@@ -181,11 +182,14 @@ static const char *mp_kind(const msgpack_object *o)
 	}
 }
 
-/* JSON text (cJSON) cannot carry a NUL inside a string: refuse such a
- * string rather than hand on a shorter one. */
-static int has_nul(const msgpack_object_str *s, const char *path)
+/* Strings are UTF-8 (so every host reads the same text) without NUL (JSON
+ * text in cJSON cannot carry one: refuse rather than hand on a shorter one). */
+static int bad_text(const msgpack_object_str *s, const char *path)
 {
-	if (!memchr(s->ptr, '\0', s->size))
+	if (mr_schemadoc_utf8_span(s->ptr, s->size) < s->size)
+		return mr_error_set(MR_EINVALID, "%s: a string that is not UTF-8",
+				    *path ? path : "(value)");
+	if (!s->size || !memchr(s->ptr, '\0', s->size)) /* an empty str may have ptr NULL */
 		return 0;
 	return mr_error_set(MR_EINVALID, "%s: a string with a NUL byte cannot be shown as JSON",
 			    *path ? path : "(value)");
@@ -198,7 +202,8 @@ static cJSON *str_json(const msgpack_object_str *s)
 
 	if (!tmp)
 		return NULL;
-	memcpy(tmp, s->ptr, s->size);
+	if (s->size)
+		memcpy(tmp, s->ptr, s->size);
 	tmp[s->size] = '\0';
 	j = cJSON_CreateString(tmp);
 	free(tmp);
@@ -208,7 +213,63 @@ static cJSON *str_json(const msgpack_object_str *s)
 static int str_eq(const msgpack_object *o, const char *s)
 {
 	return o->type == MSGPACK_OBJECT_STR && o->via.str.size == strlen(s) &&
-	       !memcmp(o->via.str.ptr, s, o->via.str.size);
+	       (!o->via.str.size || !memcmp(o->via.str.ptr, s, o->via.str.size));
+}
+
+static int cmp_keys(const void *a, const void *b)
+{
+	const msgpack_object_kv *x = *(const msgpack_object_kv *const *)a;
+	const msgpack_object_kv *y = *(const msgpack_object_kv *const *)b;
+	uint32_t n = x->key.via.str.size < y->key.via.str.size ? x->key.via.str.size : y->key.via.str.size;
+	int c = n ? memcmp(x->key.via.str.ptr, y->key.via.str.ptr, n) : 0;
+
+	if (!c)
+		c = (x->key.via.str.size > y->key.via.str.size) - (x->key.via.str.size < y->key.via.str.size);
+	return c ? c : (x > y) - (x < y);
+}
+
+/* A map's keys, in wire order: strings, UTF-8 without NUL, not "__proto__"
+ * (JS hosts cannot hold it in an object), none repeating an earlier one.
+ * Reported at the map's path, as the JS host does. */
+static int check_keys(const msgpack_object_map *m, const char *path)
+{
+	const char *at = *path ? path : "(value)";
+	const msgpack_object_kv **v = NULL;
+	unsigned char *again = NULL;
+	uint32_t i, n = 0;
+	int rc = 0;
+
+	if (m->size > 1 && (!(v = malloc(m->size * sizeof(*v))) || !(again = calloc(m->size, 1)))) {
+		rc = mr_error_set(MR_ERROR, "out of memory");
+		goto done;
+	}
+	for (i = 0; v && i < m->size; i++)
+		if (m->ptr[i].key.type == MSGPACK_OBJECT_STR)
+			v[n++] = &m->ptr[i];
+	if (n > 1)
+		qsort(v, n, sizeof(*v), cmp_keys);
+	for (i = 1; i < n; i++)
+		if (v[i - 1]->key.via.str.size == v[i]->key.via.str.size &&
+		    (!v[i]->key.via.str.size ||
+		     !memcmp(v[i - 1]->key.via.str.ptr, v[i]->key.via.str.ptr, v[i]->key.via.str.size)))
+			again[v[i] - m->ptr] = 1;
+	for (i = 0; !rc && i < m->size; i++) {
+		const msgpack_object *k = &m->ptr[i].key;
+		if (k->type != MSGPACK_OBJECT_STR)
+			rc = fail(path, "string keys", mp_kind(k));
+		else if ((rc = bad_text(&k->via.str, path)))
+			;
+		else if (str_eq(k, "__proto__"))
+			rc = mr_error_set(MR_EINVALID, "%s: a map key cannot be \"__proto__\"; JavaScript "
+					  "hosts cannot hold it in an object", at);
+		else if (again && again[i])
+			rc = mr_error_set(MR_EINVALID, "%s: the map repeats the key \"%.*s\"", at,
+					  (int)k->via.str.size, k->via.str.ptr);
+	}
+done:
+	free(v);
+	free(again);
+	return rc;
 }
 
 int molt__schema_decode(const cJSON *type, const msgpack_object *o, cJSON **out,
@@ -239,7 +300,7 @@ int molt__schema_decode(const cJSON *type, const msgpack_object *o, cJSON **out,
 	} else if (!strcmp(k, "string") || !strcmp(k, "enum")) {
 		if (o->type != MSGPACK_OBJECT_STR)
 			return fail(path, "a string", mp_kind(o));
-		if (has_nul(&o->via.str, path))
+		if (bad_text(&o->via.str, path))
 			return MR_EINVALID;
 		if (arg) {
 			const cJSON *c;
@@ -282,17 +343,13 @@ int molt__schema_decode(const cJSON *type, const msgpack_object *o, cJSON **out,
 		int record = !strcmp(k, "record");
 		if (o->type != MSGPACK_OBJECT_MAP)
 			return fail(path, "a map", mp_kind(o));
+		if ((rc = check_keys(&o->via.map, path)))
+			return rc;
 		*out = cJSON_CreateObject();
 		for (i = 0; !rc && i < o->via.map.size; i++) {
 			const msgpack_object_kv *kv = &o->via.map.ptr[i];
 			const cJSON *ft = arg;
 			cJSON *val, *key;
-			if (kv->key.type != MSGPACK_OBJECT_STR) {
-				rc = fail(path, "string keys", mp_kind(&kv->key));
-				break;
-			}
-			if ((rc = has_nul(&kv->key.via.str, path)))
-				break;
 			key = str_json(&kv->key.via.str);
 			old = push(path, n, key ? key->valuestring : "?", 0);
 			if (record) {
