@@ -2,12 +2,17 @@
 
 #include "mr/error.h"
 
+#include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 static const mr_opt opts[] = {
 	MOLT_COMMON_OPTS,
 	{ "envelope-hex", 0, NULL, "print the raw result envelope as hex (for byte-level checks)" },
+	{ "timeout-ms", 0, "MS", "cancel the call after MS milliseconds: runtime error 5 (default: none)" },
+	{ "step-budget", 0, "N", "work units per poll, sent to the unit (default: the unit's, 65536)" },
+	{ "max-output", 0, "BYTES", "refuse a result envelope over BYTES: runtime error 6 (default: 64 MiB)" },
 	{ NULL, 0, NULL, NULL },
 };
 
@@ -20,9 +25,48 @@ static void print_hex(const unsigned char *p, size_t n)
 	putchar('\n');
 }
 
+/* Reads option `name` as an integer in 1..max into *v (left alone when the
+ * option is absent); prints the error and returns 2 when malformed. */
+static int number_opt(const mr_cmd *cmd, const mr_args *args, const char *name,
+		      unsigned long long max, unsigned long long *v)
+{
+	const char *s = mr_args_get(cmd, args, name);
+	unsigned long long n;
+	char *end;
+
+	if (!s)
+		return 0;
+	errno = 0;
+	n = strtoull(s, &end, 10);
+	if (errno || end == s || *end || *s == '-' || n < 1 || n > max) {
+		mr_cli_error(PROG, "--%s: expected a whole number from 1 to %llu, found '%s'", name,
+			     max, s);
+		return 2;
+	}
+	*v = n;
+	return 0;
+}
+
+/* The limits from the command line (molt_unit_options). */
+static int limits(const mr_cmd *cmd, const mr_args *args, molt_unit_options *o)
+{
+	unsigned long long timeout = 0, budget = 0, max = 0;
+	int rc;
+
+	if ((rc = number_opt(cmd, args, "timeout-ms", UINT32_MAX, &timeout)) ||
+	    (rc = number_opt(cmd, args, "step-budget", UINT32_MAX, &budget)) ||
+	    (rc = number_opt(cmd, args, "max-output", SIZE_MAX, &max)))
+		return rc;
+	o->timeout_ms = (uint32_t)timeout;
+	o->step_budget = (uint32_t)budget;
+	o->max_output = (size_t)max;
+	return 0;
+}
+
 /* Loads a native unit explicitly and calls one function with JSON. */
 static int run(const mr_cmd *cmd, mr_args *args)
 {
+	molt_unit_options o = MOLT_UNIT_OPTIONS_INIT;
 	char name[128], version[64], *out = NULL;
 	unsigned char *env = NULL, *res = NULL;
 	size_t env_len, res_len;
@@ -36,9 +80,9 @@ static int run(const mr_cmd *cmd, mr_args *args)
 		return 2;
 	}
 	if ((rc = split_ref(args->rest[0], name, sizeof(name), version, sizeof(version))) ||
-	    (rc = open_runtime(&rt, cmd, args, 1)))
+	    (rc = limits(cmd, args, &o)) || (rc = open_runtime(&rt, cmd, args, 1)))
 		return rc;
-	if ((rc = molt_unit_load(&u, rt, name, version))) {
+	if ((rc = molt_unit_load(&u, rt, name, version)) || (rc = molt_unit_set_options(u, &o))) {
 		rc = mr_cli_fail(PROG, rc);
 		goto done;
 	}

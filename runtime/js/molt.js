@@ -290,16 +290,32 @@ export function checkSchema(doc, where = 'schema') {
   for (const k of Object.keys(doc))
     if (!['id', 'version', 'codec', 'doc', 'type'].includes(k)) bad(`unknown key ${JSON.stringify(k)} (expected id, version, codec, doc, type)`);
   if (typeof doc.id !== 'string' || !ID_RE.test(doc.id)) bad(`"id" must be dotted lowercase words, found ${JSON.stringify(doc.id)}`);
-  if (!Number.isInteger(doc.version) || doc.version < 1) bad(`"version" must be an integer ≥ 1, found ${JSON.stringify(doc.version)}`);
+  if (!Number.isInteger(doc.version) || doc.version < 1 || doc.version > 0x7fffffff) bad(`"version" must be an integer from 1 to 2^31-1, found ${JSON.stringify(doc.version)}`);
   const codec = doc.codec ?? 'msgpack';
   if (codec !== 'msgpack' && codec !== 'arrow') bad(`"codec" must be "msgpack" or "arrow", found ${JSON.stringify(doc.codec)}`);
   if (doc.doc !== undefined && typeof doc.doc !== 'string') bad('"doc" must be a string');
   if (doc.type === undefined) bad('missing "type"');
   if (codec === 'msgpack') checkType(doc.type, 'type', bad);
+  else checkColumns(doc.type, bad);
   return doc;
 }
 
-function checkType(t, at, bad) {
+const FIELD_RE = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
+const COLUMNS = new Set(['bool', 'int', 'float', 'string']);
+
+// An arrow schema's type is a column list: a record whose fields are always
+// present, each bool, int, float, string, or {nullable: one of those}.
+function checkColumns(t, bad) {
+  if (!t || typeof t !== 'object' || Object.keys(t).length !== 1 || !Array.isArray(t.record))
+    bad('type: an Arrow schema\'s type is a column list {"record": [{"name": ..., "type": ...}, ...]}');
+  checkType(t, 'type', bad);
+  t.record.forEach((f, i) => {
+    if (!COLUMNS.has(f.type?.nullable ?? f.type)) bad(`type.record[${i}].type: expected an Arrow column type: bool, int, float, string, or {"nullable": one of them}`);
+    if (f.optional === true) bad(`type.record[${i}].optional: an Arrow column is always present; write {"nullable": T} for missing values`);
+  });
+}
+
+function checkType(t, at, bad, depth = 0) {
   if (typeof t === 'string') {
     if (!PRIMS.has(t)) bad(`${at}: unknown type ${JSON.stringify(t)} (expected bool, int, float, string, bytes, or {list|map|record|enum|nullable: ...})`);
     return;
@@ -307,10 +323,11 @@ function checkType(t, at, bad) {
   if (!t || typeof t !== 'object' || Array.isArray(t) || Object.keys(t).length !== 1)
     bad(`${at}: expected a type name or an object with exactly one of list, map, record, enum, nullable`);
   const [k, v] = Object.entries(t)[0];
-  if (k === 'list' || k === 'map' || k === 'nullable') return checkType(v, `${at}.${k}`, bad);
+  if (depth >= 32 && k !== 'enum') bad(`${at}.${k}: the type nests more than 32 levels (each list, map, record and nullable counts one)`);
+  if (k === 'list' || k === 'map' || k === 'nullable') return checkType(v, `${at}.${k}`, bad, depth + 1);
   if (k === 'enum') {
-    if (!Array.isArray(v) || !v.length || v.some((s) => typeof s !== 'string') || new Set(v).size !== v.length)
-      bad(`${at}.enum: expected a non-empty list of distinct strings`);
+    if (!Array.isArray(v) || !v.length || v.some((s) => typeof s !== 'string' || !s) || new Set(v).size !== v.length)
+      bad(`${at}.enum: expected a non-empty list of distinct non-empty strings`);
     return;
   }
   if (k === 'record') {
@@ -318,12 +335,13 @@ function checkType(t, at, bad) {
     const seen = new Set();
     v.forEach((f, i) => {
       const fat = `${at}.record[${i}]`;
-      if (!f || typeof f !== 'object' || typeof f.name !== 'string' || !f.name) bad(`${fat}: expected {"name": ..., "type": ...}`);
+      if (!f || typeof f !== 'object' || typeof f.name !== 'string' || !FIELD_RE.test(f.name) || f.name === '__proto__')
+        bad(`${fat}: expected {"name": ..., "type": ...}, the name a letter or _ then at most 63 letters, digits or _ (not __proto__)`);
       for (const fk of Object.keys(f)) if (!['name', 'type', 'optional'].includes(fk)) bad(`${fat}: unknown key ${JSON.stringify(fk)}`);
       if (seen.has(f.name)) bad(`${fat}: field ${JSON.stringify(f.name)} appears twice`);
       seen.add(f.name);
       if (f.optional !== undefined && typeof f.optional !== 'boolean') bad(`${fat}.optional: expected true or false`);
-      checkType(f.type, `${fat}.type`, bad);
+      checkType(f.type, `${fat}.type`, bad, depth + 1);
     });
     return;
   }
@@ -390,6 +408,7 @@ const INT64_MIN = -(2n ** 63n), UINT64_MAX = 2n ** 64n - 1n;
 
 function describe(v) {
   if (v === null) return 'nil';
+  if (v instanceof NotUtf8) return 'a string that is not UTF-8';
   if (v === undefined) return 'nothing';
   if (v instanceof Float) return `float ${v.value}`;
   if (typeof v === 'boolean') return `bool ${v}`;
@@ -447,7 +466,8 @@ export function validate(type, value, opts = {}) {
         if (dir === 'encode' && typeof v === 'number') return new Float(v);
         return err(path, 'float', v);
       case 'string':
-        if (typeof v !== 'string') err(path, 'string', v);
+        if (typeof v !== 'string') err(path, v instanceof NotUtf8 ? 'UTF-8 text' : 'string', v);
+        if (v.includes('\0')) err(path, 'a string without NUL', v);
         return v;
       case 'bytes':
         if (!(v instanceof Uint8Array)) err(path, 'bytes (Uint8Array)', v);
@@ -456,7 +476,8 @@ export function validate(type, value, opts = {}) {
     const [k, inner] = Object.entries(t)[0];
     if (k === 'nullable') return v === null || v === undefined ? null : walk(inner, v, path);
     if (k === 'enum') {
-      if (typeof v !== 'string' || !inner.includes(v)) err(path, typeName(t), v);
+      if (typeof v === 'string' && v.includes('\0')) err(path, 'a string without NUL', v);
+      if (typeof v !== 'string' || !inner.includes(v)) err(path, v instanceof NotUtf8 ? 'UTF-8 text' : typeName(t), v);
       return v;
     }
     if (k === 'list') {
@@ -464,6 +485,8 @@ export function validate(type, value, opts = {}) {
       return v.map((x, i) => walk(inner, x, `${path}[${i}]`));
     }
     const entries = v instanceof Map && dir === 'encode' ? [...v.entries()] : isPlain(v) ? Object.entries(v) : null;
+    const badKey = entries && dir === 'decode' ? Object.getOwnPropertySymbols(v)[0] : undefined;
+    if (badKey) err(path, badKey.description, v);
     if (k === 'map') {
       if (!entries) err(path, `map of ${typeName(inner)}`, v);
       const out = dir === 'encode' ? new Map() : {};
@@ -515,23 +538,76 @@ class WireEncoder extends Encoder {
   }
 }
 
-// And its decoder, keeping floats tagged so a validator can tell 2.0 from 2.
-class WireDecoder extends Decoder {
-  readF32() { return new Float(super.readF32()); }
-  readF64() { return new Float(super.readF64()); }
+/** A MsgPack str whose bytes are not UTF-8, as decodeMsgpack returns it; validate refuses it. */
+export class NotUtf8 {
+  constructor(bytes) { this.bytes = bytes; }
 }
 
-const stringKeys = (k) => {
-  if (typeof k !== 'string') throw new Error(`a map key must be a string, found ${typeof k}`);
-  return k;
-};
+const wireText = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+const PROTO_KEY = Object.freeze({ key: '__proto__' });
+const MAX_NESTING = 32;
+
+// And its decoder, keeping floats tagged so a validator can tell 2.0 from 2,
+// and keeping what docs/schemas.md refuses visible to validate, which reports
+// it with a path: a str that is not UTF-8 becomes a NotUtf8 (the library
+// would turn it into other characters, and drop a leading U+FEFF), and a map
+// key that is not a string, is "__proto__", holds NUL or repeats an earlier
+// key becomes a symbol key whose description says what a key must be. More
+// than 32 nested arrays and maps are refused, as msgpack-c refuses them.
+// These override library methods; tests/vectors/schemas catches an upgrade
+// that changes them.
+class WireDecoder extends Decoder {
+  #maps = []; // per open map: [keys still to come, keys seen]
+  constructor(opts) {
+    super(opts);
+    this.mapKeyConverter = (k) => this.#key(k);
+  }
+  readF32() { return new Float(super.readF32()); }
+  readF64() { return new Float(super.readF64()); }
+  readHeadByte() {
+    const b = super.readHeadByte();
+    if (this.stack.length >= MAX_NESTING && ((b >= 0x80 && b <= 0x9f) || (b >= 0xdc && b <= 0xdf)))
+      throw new RangeError(`arrays and maps nest more than ${MAX_NESTING} deep`);
+    return b;
+  }
+  decodeUtf8String(n, headerOffset) {
+    const at = this.pos + headerOffset, key = this.stateIsMapKey();
+    let s = super.decodeUtf8String(n, headerOffset);
+    const raw = this.bytes.subarray(at, at + n);
+    for (const b of raw) {
+      if (b < 0x80) continue;
+      try { s = wireText.decode(raw); } catch { return new NotUtf8(raw.slice()); }
+      break;
+    }
+    return key && s === '__proto__' ? PROTO_KEY : s;
+  }
+  pushMapState(size) {
+    super.pushMapState(size);
+    this.#maps.push([size, new Set()]);
+  }
+  #key(k) {
+    const top = this.#maps[this.#maps.length - 1];
+    if (--top[0] === 0) this.#maps.pop();
+    const fault = k instanceof NotUtf8 ? 'map keys in UTF-8 text'
+      : typeof k !== 'string' ? 'map keys that are strings, other than "__proto__"'
+        : k.includes('\0') ? 'map keys without NUL'
+          : top[1].has(k) ? 'map keys that do not repeat' : null;
+    if (fault) return Symbol(fault);
+    top[1].add(k);
+    return k;
+  }
+}
 
 /** MsgPack-encodes a wire-form value (see validate). */
 export const encodeMsgpack = (v) => new WireEncoder().encode(v);
 
-/** MsgPack-decodes bytes, tagging floats as Float and refusing non-string keys. */
+/**
+ * MsgPack-decodes bytes, tagging floats as Float; throws if the bytes are not
+ * exactly one value nested at most 32 deep. What validate must refuse (bad
+ * text, bad map keys) is kept for it to report with a path (see WireDecoder).
+ */
 export function decodeMsgpack(bytes) {
-  return new WireDecoder({ useBigInt64: true, mapKeyConverter: stringKeys }).decode(bytes);
+  return new WireDecoder({ useBigInt64: true }).decode(bytes);
 }
 
 /**
@@ -636,7 +712,7 @@ async function unitFunctions(manifest, docs, where) {
  * and instantiateLocal: compile, instantiate with no imports, check the
  * exports and molt_abi_version(), initialise. Fills m.compileMs and m.initMs.
  */
-async function startUnit(bytes, { name, version, target, manifest, manifestDigest, signedBy, functions, stepBudget, metrics: m, progress, unitName }) {
+async function startUnit(bytes, { name, version, target, manifest, manifestDigest, signedBy, functions, run, metrics: m, progress, unitName }) {
   progress({ stage: 'compile' });
   let t = now();
   let module;
@@ -648,23 +724,8 @@ async function startUnit(bytes, { name, version, target, manifest, manifestDiges
   m.compileMs = now() - t;
   progress({ stage: 'init' });
   t = now();
-  let instance;
-  try { instance = await WebAssembly.instantiate(module, {}); } catch (e) {
-    fail('INSTANTIATE_FAILED', `instantiating ${unitName} failed: ${e.message}`);
-  }
-  const ex = instance.exports;
-  const missing = ['memory', 'molt_abi_version', 'molt_alloc', 'molt_free', 'molt_init', 'molt_call', 'molt_poll', 'molt_cancel'].filter((n) => !(n in ex));
-  want(missing.length === 0, 'ABI_MISMATCH', `${unitName} does not export ${missing.join(', ')}; every Molt unit must export the seven ABI functions and its memory (docs/abi.md).`);
-  const trap = (e, during) => fail('TRAP', `${unitName} trapped during ${during}: ${e.message}`);
-  try { ex._initialize?.(); } catch (e) { trap(e, '_initialize'); }
-  const abi = ex.molt_abi_version() >>> 0;
-  want(abi === ABI_VERSION, 'ABI_MISMATCH', `${unitName}: molt_abi_version() returned ${abi >>> 16}.${abi & 0xffff} (0x${abi.toString(16).padStart(8, '0')}); this host needs 0.1. Use a unit built for ABI 0.1.`);
-  const unit = new Unit({ name, version, target, manifest, manifestDigest, signedBy, functions, exports: ex, metrics: m });
-  const cfg = encodeEnvelope('molt.runtime_config', 1,
-    encodeMsgpack(validate(BUILTIN_SCHEMAS[1].type, stepBudget === undefined ? {} : { step_budget: stepBudget })));
-  let st;
-  try { st = unit._withBytes(cfg, (p, n) => ex.molt_init(p, n)); } catch (e) { if (e instanceof MoltError) throw e; trap(e, 'molt_init'); }
-  want(st === 0, 'INIT_FAILED', `${unitName}: molt_init returned ${st} (${STATUS[-st] ?? 'unknown status'}) for a molt.runtime_config v1 envelope`);
+  const unit = new Unit({ name, version, target, manifest, manifestDigest, signedBy, functions, module, run, metrics: m, unitName });
+  await unit._instantiate();
   m.initMs = now() - t;
   return unit;
 }
@@ -679,11 +740,15 @@ async function startUnit(bytes, { name, version, target, manifest, manifestDiges
  * @param {string} [req.target] 'wasm32-wasi'
  * @param {(p: {stage: string, loaded?: number, total?: number|null, url?: string}) => void} [req.onProgress]
  *   stages: snapshot, index, signature, manifest, schemas, artifact (with bytes), then compile, init, ready
- * @param {number} [req.stepBudget] step_budget for molt.runtime_config
- * @param {Partial<typeof LIMITS>} [req.limits]
+ * @param {number} [req.stepBudget] step_budget for molt.runtime_config (work units per poll)
+ * @param {number} [req.timeoutMs] default wall-clock limit of a call (RUN_LIMITS)
+ * @param {number} [req.maxOutput] default largest result envelope, bytes (RUN_LIMITS)
+ * @param {number} [req.maxMemory] ceiling on the unit's wasm memory, bytes (RUN_LIMITS)
+ * @param {Partial<typeof LIMITS>} [req.limits] download caps
  * @returns {Promise<Unit>}
  */
-export async function loadUnit(registry, { name, version, target = 'wasm32-wasi', onProgress, stepBudget, limits = {} }) {
+export async function loadUnit(registry, { name, version, target = 'wasm32-wasi', onProgress, stepBudget, timeoutMs, maxOutput, maxMemory, limits = {} }) {
+  const run = runOptions({ stepBudget, timeoutMs, maxOutput, maxMemory });
   const lim = { ...LIMITS, ...limits };
   const t0 = now();
   const startedAt = Date.now(); // expiry is judged against one time fixed at the start
@@ -787,7 +852,7 @@ export async function loadUnit(registry, { name, version, target = 'wasm32-wasi'
   m.artifactBytes = af.bytes.byteLength;
 
   const unit = await startUnit(af.bytes, { name, version, target, manifest, manifestDigest: te.manifest, signedBy: mfSig.keyIdHex,
-    functions, stepBudget, metrics: m, progress, unitName });
+    functions, run, metrics: m, progress, unitName });
   m.totalMs = now() - t0;
   progress({ stage: 'ready' });
   return unit;
@@ -804,11 +869,15 @@ export async function loadUnit(registry, { name, version, target = 'wasm32-wasi'
  * @param {Uint8Array|ArrayBuffer} o.bytes the .wasm artifact
  * @param {string|Uint8Array|object} o.manifest the unsigned manifest.json (text, bytes or parsed)
  * @param {Array<string|Uint8Array|object>} o.schemas the schema files the manifest lists (text, bytes or parsed), in any order
- * @param {number} [o.stepBudget] step_budget for molt.runtime_config
+ * @param {number} [o.stepBudget] step_budget for molt.runtime_config (work units per poll)
+ * @param {number} [o.timeoutMs] default wall-clock limit of a call (RUN_LIMITS)
+ * @param {number} [o.maxOutput] default largest result envelope, bytes (RUN_LIMITS)
+ * @param {number} [o.maxMemory] ceiling on the unit's wasm memory, bytes (RUN_LIMITS)
  * @param {string} [o.where] names the manifest in messages (e.g. its path)
  * @returns {Promise<Unit>} with signedBy null, and manifestDigest null when the manifest was given parsed
  */
-export async function instantiateLocal({ bytes, manifest, schemas = [], stepBudget, where = 'manifest.json' }) {
+export async function instantiateLocal({ bytes, manifest, schemas = [], stepBudget, timeoutMs, maxOutput, maxMemory, where = 'manifest.json' }) {
+  const run = runOptions({ stepBudget, timeoutMs, maxOutput, maxMemory });
   const t0 = now();
   const m = { bytesFetched: 0, fetchMs: 0, verifyMs: 0, compileMs: 0, initMs: 0, totalMs: 0, artifactBytes: 0 };
   const parse = (x, at) => (typeof x === 'string' || x instanceof Uint8Array || x instanceof ArrayBuffer ? parseJson(asBytes(x), at) : x);
@@ -841,7 +910,7 @@ export async function instantiateLocal({ bytes, manifest, schemas = [], stepBudg
   m.artifactBytes = wasm.byteLength;
   const manifestDigest = typeof manifest === 'object' && !(manifest instanceof Uint8Array) && !(manifest instanceof ArrayBuffer) ? null : await sha256(manifest);
   const unit = await startUnit(wasm, { name, version, target, manifest: mf, manifestDigest, signedBy: null,
-    functions, stepBudget, metrics: m, progress: () => {}, unitName });
+    functions, run, metrics: m, progress: () => {}, unitName });
   m.totalMs = now() - t0;
   return unit;
 }
@@ -850,6 +919,37 @@ export async function instantiateLocal({ bytes, manifest, schemas = [], stepBudg
 
 const STATUS = { 1: 'InvalidInput', 2: 'DecodeError', 3: 'EncodeError', 4: 'Cancelled', 5: 'Timeout', 6: 'CapabilityDenied', 7: 'InternalError' };
 const ERROR_SCHEMA = BUILTIN_SCHEMAS[0];
+
+/**
+ * Defaults for the limits a host puts on running a unit (docs/abi.md,
+ * "Limits"); loadUnit and instantiateLocal take each as an option, call()
+ * and callEnvelope() take timeoutMs and maxOutput per call.
+ * timeoutMs: wall clock from a call's start to its result, checked at every
+ * poll (0: none); past it the host cancels the task: MoltError TIMEOUT, code 5.
+ * maxOutput: the largest result or error envelope taken from the unit, bytes:
+ * OUTPUT_LIMIT, code 6. maxMemory: the unit's wasm memory after any poll,
+ * bytes: MEMORY_LIMIT, code 6, and the instance is discarded.
+ */
+export const RUN_LIMITS = { timeoutMs: 0, maxOutput: 64 * MiB, maxMemory: 256 * MiB };
+
+// Checks the run options a unit is loaded with; fills in the defaults.
+function runOptions({ stepBudget, timeoutMs, maxOutput, maxMemory }) {
+  const check = (ok, name, v, range) => want(ok, 'OPTIONS_INVALID', `${name} must be ${range}, found ${JSON.stringify(v)}`);
+  check(stepBudget === undefined || (Number.isInteger(stepBudget) && stepBudget >= 1 && stepBudget <= 0xffffffff), 'stepBudget', stepBudget, 'an integer from 1 to 2^32-1');
+  const o = callOptions({ timeoutMs, maxOutput }, RUN_LIMITS);
+  const mem = maxMemory ?? RUN_LIMITS.maxMemory;
+  check(Number.isSafeInteger(mem) && mem >= 65536, 'maxMemory', maxMemory, 'an integer of at least 65536 (one wasm page)');
+  return { stepBudget, ...o, maxMemory: mem };
+}
+
+// The per-call limits: given ones over the defaults `d`.
+function callOptions({ timeoutMs, maxOutput } = {}, d) {
+  const check = (ok, name, v, range) => want(ok, 'OPTIONS_INVALID', `${name} must be ${range}, found ${JSON.stringify(v)}`);
+  const t = timeoutMs ?? d.timeoutMs, n = maxOutput ?? d.maxOutput;
+  check(typeof t === 'number' && t >= 0 && !Number.isNaN(t), 'timeoutMs', timeoutMs, 'a number of milliseconds ≥ 0 (0: no limit)');
+  check(Number.isSafeInteger(n) && n >= 1, 'maxOutput', maxOutput, 'a positive integer of bytes');
+  return { timeoutMs: t, maxOutput: n };
+}
 
 // Yield to the event loop between polls without setTimeout's 4 ms clamp.
 const yieldNow = typeof setImmediate === 'function'
@@ -866,33 +966,95 @@ const yieldNow = typeof setImmediate === 'function'
  * A loaded, initialised unit, made by loadUnit (or instantiateLocal).
  * Fields: name, version, target; manifest (the parsed signed manifest) and
  * manifestDigest; signedBy (the key id that signed it; null for a local unit); functions (Map name → {id, name, input,
- * output schema documents}); metrics {bytesFetched, fetchMs, verifyMs,
+ * output schema documents}); limits {stepBudget, timeoutMs, maxOutput,
+ * maxMemory} (RUN_LIMITS); metrics {bytesFetched, fetchMs, verifyMs,
  * compileMs, initMs, totalMs, artifactBytes}.
+ *
+ * A trap (unreachable, an out-of-bounds access, ...) or a memory ceiling
+ * breach discards the wasm instance: the failing call rejects (TRAP, code 7;
+ * MEMORY_LIMIT, code 6), other calls in flight in that instance reject with
+ * UNIT_BROKEN, and the next call runs in a fresh instance of the same
+ * verified module (`instances` counts them).
  */
 export class Unit {
-  #ex; #out = 0; #broken = null;
-  constructor({ name, version, target, manifest, manifestDigest, signedBy, functions, exports, metrics }) {
+  #module; #run; #unitName; #ex = null; #out = 0; #instances = 0; #discarded = ''; #reviving = null;
+  constructor({ name, version, target, manifest, manifestDigest, signedBy, functions, module, run, metrics, unitName }) {
     Object.assign(this, { name, version, target, manifest, manifestDigest, signedBy, functions, metrics });
-    this.#ex = exports;
+    this.limits = { ...run };
+    this.#module = module;
+    this.#run = run;
+    this.#unitName = unitName ?? `${name}@${version}`;
   }
 
-  get #mem() { return new Uint8Array(this.#ex.memory.buffer); }
+  /** How many wasm instances this unit has had: 1 once loaded, one more after each discard. */
+  get instances() { return this.#instances; }
 
+  /**
+   * @internal Instantiates the module with no imports, checks its exports and
+   * molt_abi_version(), and initialises it with the unit's step budget.
+   */
+  async _instantiate() {
+    const unitName = this.#unitName;
+    let instance;
+    try { instance = await WebAssembly.instantiate(this.#module, {}); } catch (e) {
+      fail('INSTANTIATE_FAILED', `instantiating ${unitName} failed: ${e.message}`);
+    }
+    const ex = instance.exports;
+    const missing = ['memory', 'molt_abi_version', 'molt_alloc', 'molt_free', 'molt_init', 'molt_call', 'molt_poll', 'molt_cancel'].filter((n) => !(n in ex));
+    want(missing.length === 0, 'ABI_MISMATCH', `${unitName} does not export ${missing.join(', ')}; every Molt unit must export the seven ABI functions and its memory (docs/abi.md).`);
+    const trap = (e, during) => fail('TRAP', `${unitName} trapped during ${during}: ${e.message}`, { class: 'runtime', unitCode: 7 });
+    try { ex._initialize?.(); } catch (e) { trap(e, '_initialize'); }
+    const abi = ex.molt_abi_version() >>> 0;
+    want(abi === ABI_VERSION, 'ABI_MISMATCH', `${unitName}: molt_abi_version() returned ${abi >>> 16}.${abi & 0xffff} (0x${abi.toString(16).padStart(8, '0')}); this host needs 0.1. Use a unit built for ABI 0.1.`);
+    const budget = this.#run.stepBudget;
+    const cfg = encodeEnvelope('molt.runtime_config', 1,
+      encodeMsgpack(validate(BUILTIN_SCHEMAS[1].type, budget === undefined ? {} : { step_budget: budget })));
+    let st;
+    try { st = this._withBytes(cfg, (p, n) => ex.molt_init(p, n), ex); } catch (e) { if (e instanceof MoltError) throw e; trap(e, 'molt_init'); }
+    want(st === 0, 'INIT_FAILED', `${unitName}: molt_init returned ${st} (${STATUS[-st] ?? 'unknown status'}) for a molt.runtime_config v1 envelope`);
+    const bytes = ex.memory.buffer.byteLength;
+    want(bytes <= this.#run.maxMemory, 'MEMORY_LIMIT', `${unitName}: its memory starts at ${bytes} bytes, over the maxMemory limit of ${this.#run.maxMemory} bytes; raise maxMemory to load it.`,
+      { class: 'runtime', unitCode: 6 });
+    this.#ex = ex;
+    this.#out = 0;
+    this.#instances++;
+  }
+
+  // A fresh instance after a discard; concurrent calls share one.
+  #revive() {
+    this.#reviving ??= this._instantiate().finally(() => { this.#reviving = null; });
+    return this.#reviving;
+  }
+
+  #discard(why) {
+    this.#ex = null;
+    this.#discarded = why;
+  }
+
+  // Runs f against instance ex; a trap discards the instance.
   #enter(f, during) {
-    if (this.#broken) fail('UNIT_BROKEN', `${this.name}@${this.version} trapped earlier (${this.#broken}); load it again.`);
     try { return f(); } catch (e) {
       if (e instanceof MoltError) throw e;
-      this.#broken = e.message;
-      fail('TRAP', `${this.name}@${this.version} trapped during ${during}: ${e.message}`);
+      this.#discard(`a trap during ${during}: ${e.message}`);
+      fail('TRAP', `${this.name}@${this.version} trapped during ${during}: ${e.message}; the instance was discarded, and the next call starts a fresh one`,
+        { class: 'runtime', unitCode: 7 });
     }
   }
 
+  // The memory ceiling, checked after every poll.
+  #checkMemory(ex, label) {
+    const bytes = ex.memory.buffer.byteLength, max = this.#run.maxMemory;
+    if (bytes <= max) return;
+    this.#discard(`its memory grew to ${bytes} bytes, over the maxMemory limit`);
+    fail('MEMORY_LIMIT', `${label}: runtime error 6 (CapabilityDenied): the unit's memory grew to ${formatBytes(bytes)} (${bytes} bytes), over the maxMemory limit of ${max} bytes; the instance was discarded, and the next call starts a fresh one`,
+      { class: 'runtime', unitCode: 6, found: bytes, expected: max });
+  }
+
   /** @internal copies `bytes` into unit memory, runs f(ptr, len), frees the copy. */
-  _withBytes(bytes, f) {
-    const ex = this.#ex;
+  _withBytes(bytes, f, ex = this.#ex) {
     const p = ex.molt_alloc(bytes.length) >>> 0;
-    if (!p) fail('ALLOC_FAILED', `${this.name}: molt_alloc(${bytes.length}) returned 0 (out of memory)`);
-    this.#mem.set(bytes, p);
+    if (!p) fail('ALLOC_FAILED', `${this.name}: molt_alloc(${bytes.length}) returned 0 (out of memory)`, { class: 'runtime', unitCode: 7 });
+    new Uint8Array(ex.memory.buffer).set(bytes, p);
     try { return f(p, bytes.length); } finally { ex.molt_free(p, bytes.length); }
   }
 
@@ -917,12 +1079,15 @@ export class Unit {
   }
 
   /**
-   * Calls a function by name with a JS value; validates both ways.
+   * Calls a function by name with a JS value; validates both ways. cancel()
+   * takes effect at the task's next poll: result rejects with CANCELLED
+   * (class cancellation, code 4), and the unit stays usable.
    * @param {string} functionName
    * @param {any} value
+   * @param {{timeoutMs?: number, maxOutput?: number}} [opts] this call's limits (default: the unit's)
    * @returns {{result: Promise<any>, cancel: () => void}}
    */
-  call(functionName, value) {
+  call(functionName, value, opts) {
     let f, env;
     try {
       f = this.#fn(functionName);
@@ -930,18 +1095,24 @@ export class Unit {
     } catch (e) {
       return { result: Promise.reject(e), cancel() {} };
     }
-    const task = this.callEnvelope(f.id, env);
     const where = `${this.name}.${f.name}`;
+    const task = this.#start(f.id, env, opts, where);
     const result = task.result.then(({ status, envelope }) => {
       if (status === 2) throw this.#unitError(envelope, where);
-      const e = decodeEnvelope(envelope, `${where} result`);
-      want(e.schemaId === f.output.id && e.schemaVersion === f.output.version, 'INVALID_OUTPUT',
-        `${where} returned schema ${e.schemaId} v${e.schemaVersion}, expected ${f.output.id} v${f.output.version} (from the signed manifest)`);
-      let payload;
-      try { payload = decodeMsgpack(e.payload); } catch (err) {
-        fail('INVALID_OUTPUT', `${where} result payload is not MsgPack: ${err.message}`);
+      try {
+        const e = decodeEnvelope(envelope, `${where} result`);
+        want(e.schemaId === f.output.id && e.schemaVersion === f.output.version, 'INVALID_OUTPUT',
+          `${where} returned schema ${e.schemaId} v${e.schemaVersion}, expected ${f.output.id} v${f.output.version} (from the signed manifest)`);
+        let payload;
+        try { payload = decodeMsgpack(e.payload); } catch (err) {
+          fail('INVALID_OUTPUT', `${where} result payload is not MsgPack: ${err.message}`);
+        }
+        return validate(f.output.type, payload, { direction: 'decode', where: `${where} output (${f.output.id} v${f.output.version})` });
+      } catch (err) {
+        // A result that breaks its schema is the unit's encoding error.
+        if (err instanceof MoltError) Object.assign(err, { class: 'runtime', unitCode: 3 });
+        throw err;
       }
-      return validate(f.output.type, payload, { direction: 'decode', where: `${where} output (${f.output.id} v${f.output.version})` });
     });
     return { result, cancel: task.cancel };
   }
@@ -959,46 +1130,87 @@ export class Unit {
 
   /**
    * Starts a raw call: no validation, for byte-level tests. The result is the
-   * unit's envelope, exactly as it wrote it.
+   * unit's envelope, exactly as it wrote it. The host's limits still apply:
+   * TIMEOUT (code 5, the task cancelled in the unit), OUTPUT_LIMIT and
+   * MEMORY_LIMIT (code 6), TRAP (code 7) reject the result; each MoltError
+   * has class 'runtime' and unitCode.
    * @param {number} functionId
    * @param {Uint8Array} envelope request envelope bytes
+   * @param {{timeoutMs?: number, maxOutput?: number}} [opts] this call's limits (default: the unit's)
    * @returns {{result: Promise<{status: 1|2, envelope: Uint8Array}>, cancel: () => void}}
    */
-  callEnvelope(functionId, envelope) {
-    const ex = this.#ex;
-    const label = `${this.name}@${this.version} function ${functionId}`;
-    let task;
+  callEnvelope(functionId, envelope, opts) {
+    return this.#start(functionId, envelope, opts, `${this.name}@${this.version} function ${functionId}`);
+  }
+
+  // callEnvelope, with `label` naming the call in messages.
+  #start(functionId, envelope, opts, label) {
+    const job = { ex: null, task: 0n, done: false, cancelled: false };
+    let lim, bytes;
     try {
-      if (!this.#out) this.#out = this.#enter(() => ex.molt_alloc(8) >>> 0, 'molt_alloc');
-      if (!this.#out) fail('ALLOC_FAILED', `${label}: molt_alloc(8) returned 0`);
-      task = this.#enter(() => this._withBytes(asBytes(envelope), (p, n) => ex.molt_call(functionId >>> 0, p, n)), 'molt_call');
-      if (task <= 0n) fail('CALL_FAILED', `${label}: molt_call returned ${task} (${STATUS[-Number(task)] ?? 'unknown status'}); no task was started`);
+      lim = callOptions(opts, this.#run);
+      bytes = asBytes(envelope);
     } catch (e) {
       return { result: Promise.reject(e), cancel() {} };
     }
-    let done = false, cancelled = false;
+    const t0 = now();
+    const late = () => lim.timeoutMs > 0 && now() - t0 >= lim.timeoutMs;
+    // Runs synchronously up to the first await, so a live instance starts
+    // tasks in call order.
     const result = (async () => {
       try {
-        for (;;) {
-          const st = this.#enter(() => ex.molt_poll(task, this.#out, this.#out + 4), 'molt_poll');
-          if (st === 0) { await yieldNow(); continue; }
-          if (st !== 1 && st !== 2) fail('ABI_VIOLATION', `${label}: molt_poll returned ${st}; expected 0, 1 or 2 for a live task`);
-          const dv = new DataView(ex.memory.buffer);
-          const p = dv.getUint32(this.#out, true), n = dv.getUint32(this.#out + 4, true);
-          if (p + n > ex.memory.buffer.byteLength) fail('ABI_VIOLATION', `${label}: molt_poll returned out=${p}, len=${n}, beyond the unit's ${ex.memory.buffer.byteLength}-byte memory`);
-          return { status: st, envelope: this.#mem.slice(p, p + n) };
+        if (!this.#ex) await this.#revive();
+        const ex = job.ex = this.#ex;
+        if (!this.#out) this.#out = this.#enter(() => ex.molt_alloc(8) >>> 0, 'molt_alloc');
+        if (!this.#out) fail('ALLOC_FAILED', `${label}: molt_alloc(8) returned 0`, { class: 'runtime', unitCode: 7 });
+        const out = this.#out;
+        const task = this.#enter(() => this._withBytes(bytes, (p, n) => ex.molt_call(functionId >>> 0, p, n), ex), 'molt_call');
+        if (task <= 0n) fail('CALL_FAILED', `${label}: molt_call returned ${task} (${STATUS[-Number(task)] ?? 'unknown status'}); no task was started${task === -6n ? ': the unit holds as many tasks as it can; let some finish or cancel them' : ''}`,
+          { class: 'runtime', unitCode: STATUS[-Number(task)] ? -Number(task) : 7 });
+        job.task = task;
+        if (job.cancelled) this.#enter(() => ex.molt_cancel(task), 'molt_cancel');
+        this.#checkMemory(ex, label);
+        for (let polls = 1; ; polls++) {
+          if (this.#ex !== ex)
+            fail('UNIT_BROKEN', `${label}: the instance running this task was discarded (${this.#discarded}); the task is lost. Call again: the next call starts a fresh instance.`, { class: 'runtime', unitCode: 7 });
+          if (polls > 1 && late()) this.#timeout(ex, task, t0, polls - 1, lim, label);
+          const st = this.#enter(() => ex.molt_poll(task, out, out + 4), 'molt_poll');
+          this.#checkMemory(ex, label);
+          if (st === 0) {
+            if (late()) this.#timeout(ex, task, t0, polls, lim, label);
+            await yieldNow();
+            continue;
+          }
+          if (st !== 1 && st !== 2) fail('ABI_VIOLATION', `${label}: molt_poll returned ${st}; expected 0, 1 or 2 for a live task`, { class: 'runtime', unitCode: 7 });
+          const size = ex.memory.buffer.byteLength, dv = new DataView(ex.memory.buffer);
+          const p = dv.getUint32(out, true), n = dv.getUint32(out + 4, true);
+          if (p + n > size) fail('ABI_VIOLATION', `${label}: molt_poll returned out=${p}, len=${n}, beyond the unit's ${size}-byte memory`, { class: 'runtime', unitCode: 7 });
+          if (n > lim.maxOutput)
+            fail('OUTPUT_LIMIT', `${label}: runtime error 6 (CapabilityDenied): the ${st === 1 ? 'result' : 'error'} envelope is ${n} bytes, over the maxOutput limit of ${lim.maxOutput} bytes; it was dropped`,
+              { class: 'runtime', unitCode: 6, found: n, expected: lim.maxOutput });
+          return { status: st, envelope: new Uint8Array(ex.memory.buffer, p, n).slice() };
         }
-      } finally { done = true; }
+      } finally { job.done = true; }
     })();
     return {
       result,
       cancel: () => {
-        if (done || cancelled) return;
-        cancelled = true;
-        const st = this.#enter(() => ex.molt_cancel(task), 'molt_cancel');
-        if (st < 0) fail('ABI_VIOLATION', `${label}: molt_cancel returned ${st}`);
+        if (job.done || job.cancelled) return;
+        job.cancelled = true;
+        // Before molt_call (a fresh instance on its way): cancelled as soon as it starts.
+        if (!job.task || job.ex !== this.#ex) return;
+        const st = this.#enter(() => job.ex.molt_cancel(job.task), 'molt_cancel');
+        if (st < 0) fail('ABI_VIOLATION', `${label}: molt_cancel returned ${st}`, { class: 'runtime', unitCode: 7 });
       },
     };
+  }
+
+  // The wall clock ran out: cancel the task in the unit, reap it (one more
+  // poll frees its slot), and reject.
+  #timeout(ex, task, t0, polls, lim, label) {
+    this.#enter(() => { if (ex.molt_cancel(task) === 0) ex.molt_poll(task, this.#out, this.#out + 4); }, 'molt_cancel');
+    fail('TIMEOUT', `${label}: runtime error 5 (Timeout): no result after ${Math.round(now() - t0)} ms (timeoutMs ${lim.timeoutMs}, ${polls} polls); the host cancelled the task`,
+      { class: 'runtime', unitCode: 5, polls });
   }
 }
 

@@ -1,6 +1,6 @@
 /* The ABI half of every unit (docs/abi.md). One instance per unit: the task
  * table below is the only global state, and it is declared, bounded and
- * owned by the ABI. */
+ * owned by the ABI; a function's own progress lives in its task's state. */
 #include "molt/module.h"
 
 #include <stdarg.h>
@@ -13,37 +13,52 @@
 #define MOLT_EXPORT(name) __attribute__((visibility("default"), used))
 #endif
 
-#define MAX_TASKS 64
-#define DEFAULT_BUDGET 65536
 #define ABI_VERSION 0x00000001u
+/* The most an envelope header takes: fixarray, str32 header, the id,
+ * uint32, bin32 header. The result is written after this much room, and
+ * the header goes right before it: no copy of the payload. */
+#define HEAD_ROOM(idlen) (1 + 5 + (idlen) + 5 + 5)
+
+enum { OUT_OK, OUT_TOO_BIG, OUT_NO_MEMORY };
 
 struct molt_task {
 	int64_t id;                 /* 0: slot free */
 	const molt_function *fn;
 	int cancelled;
 	int decoded;                /* input holds the request */
+	int zone_live;              /* zone needs destroying */
 	msgpack_zone zone;          /* owns input */
 	msgpack_object input;       /* the decoded payload */
 	unsigned char *raw;         /* the request envelope, copied */
 	size_t raw_len;
+	uint64_t polls;             /* polls so far, this one included */
+	uint32_t left;              /* work units this poll may still do */
 	int error_code;
 	char error_path[128];
 	char error_msg[512];
-	void *state;
+	void *state;                /* molt_state's block */
+	size_t state_size;
 	void (*release)(void *);
+	int started;                /* out holds the head room */
+	int out_status;             /* OUT_* */
+	size_t head;                /* head room at the start of out */
+	msgpack_sbuffer out;        /* the result, after `head` bytes */
+	msgpack_packer pk;          /* writes to out through out_write */
 };
 
 static struct {
 	int initialised;
 	uint32_t budget;
 	int64_t next_id;
-	struct molt_task tasks[MAX_TASKS];
+	struct molt_task tasks[MOLT_MAX_TASKS];
 	msgpack_sbuffer out; /* the last envelope handed to the host */
+	size_t out_at;       /* where in `out` that envelope starts */
 } unit;
 
 
-/* A small bounded formatter (%s %.*s %d %u %zu %lld %llu %%): wasi-libc's
- * snprintf drags in stdio and, with it, WASI imports a unit must not have. */
+/* A small bounded formatter (%s %.*s %d %u %ld %lu %lld %llu %zu %%):
+ * wasi-libc's snprintf drags in stdio and, with it, WASI imports a unit
+ * must not have. */
 static void put(char *out, size_t n, size_t *at, char c)
 {
 	if (*at + 1 < n)
@@ -94,14 +109,16 @@ static void vformat(char *out, size_t n, const char *fmt, va_list ap)
 			break;
 		}
 		case 'd': {
-			long long v = longs ? va_arg(ap, long long) : va_arg(ap, int);
+			long long v = longs > 1 ? va_arg(ap, long long)
+				      : longs ? va_arg(ap, long) : va_arg(ap, int);
 			put_u(out, n, &at, v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v, v < 0);
 			break;
 		}
 		case 'u':
 			put_u(out, n, &at,
 			      size ? va_arg(ap, size_t)
-				   : longs ? va_arg(ap, unsigned long long) : va_arg(ap, unsigned),
+			      : longs > 1 ? va_arg(ap, unsigned long long)
+			      : longs ? va_arg(ap, unsigned long) : va_arg(ap, unsigned),
 			      0);
 			break;
 		case '%':
@@ -115,6 +132,51 @@ static void vformat(char *out, size_t n, const char *fmt, va_list ap)
 	}
 	if (n)
 		out[at < n ? at : n - 1] = '\0';
+}
+
+/* The length of the UTF-8 sequence at s, or 0 if it is not a valid one
+ * (RFC 3629: no overlong forms, no surrogates, nothing past U+10FFFF). */
+static size_t utf8_seq(const unsigned char *s)
+{
+	unsigned c = s[0];
+	size_t n, i;
+	uint32_t cp;
+
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf)
+		n = 2, cp = c & 0x1f;
+	else if (c >= 0xe0 && c <= 0xef)
+		n = 3, cp = c & 0x0f;
+	else if (c >= 0xf0 && c <= 0xf4)
+		n = 4, cp = c & 0x07;
+	else
+		return 0;
+	for (i = 1; i < n; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (s[i] & 0x3f);
+	}
+	if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+	    (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return n;
+}
+
+/* Makes s valid UTF-8 in place, each stray byte a '?': messages quote the
+ * request (a schema id, say), and hosts refuse an error envelope whose text
+ * is not UTF-8. Also mends a sequence cut short by a full buffer. */
+static void utf8_clean(char *s)
+{
+	unsigned char *p = (unsigned char *)s;
+	size_t n;
+
+	while (*p) {
+		if ((n = utf8_seq(p)))
+			p += n;
+		else
+			*p++ = '?';
+	}
 }
 
 static void format(char *out, size_t n, const char *fmt, ...)
@@ -159,20 +221,51 @@ int molt_fail(molt_task *t, int code, const char *path, const char *fmt, ...)
 	va_start(ap, fmt);
 	vformat(t->error_msg, sizeof(t->error_msg), fmt, ap);
 	va_end(ap);
+	utf8_clean(t->error_path);
+	utf8_clean(t->error_msg);
 	return MOLT_FAILED;
 }
 
 uint32_t molt_budget(const molt_task *t)
 {
-	(void)t;
-	return unit.budget;
+	return t->left;
 }
 
-void **molt_state(molt_task *t, void (**release)(void *))
+uint64_t molt_step_take(molt_task *t, uint64_t want)
 {
-	if (release)
-		*release = t->release;
-	return &t->state;
+	uint64_t k = want < t->left ? want : t->left;
+
+	t->left -= (uint32_t)k;
+	return k;
+}
+
+uint64_t molt_poll_count(const molt_task *t)
+{
+	return t->polls;
+}
+
+void *molt_state(molt_task *t, size_t size)
+{
+	if (t->state) {
+		if (size == t->state_size)
+			return t->state;
+		molt_fail(t, MOLT_INTERNAL_ERROR, NULL,
+			  "%s asked for %zu bytes of task state, after %zu at its first step",
+			  t->fn->name, size, t->state_size);
+		return NULL;
+	}
+	if (!(t->state = calloc(1, size ? size : 1))) {
+		molt_fail(t, MOLT_INTERNAL_ERROR, NULL, "%s: out of memory for %zu bytes of task state",
+			  t->fn->name, size);
+		return NULL;
+	}
+	t->state_size = size;
+	return t->state;
+}
+
+void molt_state_release(molt_task *t, void (*release)(void *state))
+{
+	t->release = release;
 }
 
 int molt_pack_str(msgpack_packer *pk, const char *s)
@@ -207,27 +300,133 @@ static const char *type_name(msgpack_object_type t)
 	}
 }
 
-int molt_get_str(molt_task *t, const msgpack_object *map, const char *key,
-		 const char **s, uint32_t *len)
+/* The value of `key` in `map`, or NULL with the task failed. */
+static const msgpack_object *field(molt_task *t, const msgpack_object *map, const char *key)
 {
 	uint32_t i;
 
-	if (map->type != MSGPACK_OBJECT_MAP)
-		return molt_fail(t, MOLT_INVALID_INPUT, "",
-				 "expected a map, found %s", type_name(map->type));
-	for (i = 0; i < map->via.map.size; i++) {
-		const msgpack_object_kv *kv = &map->via.map.ptr[i];
-		if (!key_is(&kv->key, key))
-			continue;
-		if (kv->val.type != MSGPACK_OBJECT_STR)
-			return molt_fail(t, MOLT_INVALID_INPUT, key,
-					 "expected a string, found %s",
-					 type_name(kv->val.type));
-		*s = kv->val.via.str.ptr;
-		*len = kv->val.via.str.size;
+	if (map->type != MSGPACK_OBJECT_MAP) {
+		molt_fail(t, MOLT_INVALID_INPUT, "", "expected a map, found %s", type_name(map->type));
+		return NULL;
+	}
+	for (i = 0; i < map->via.map.size; i++)
+		if (key_is(&map->via.map.ptr[i].key, key))
+			return &map->via.map.ptr[i].val;
+	molt_fail(t, MOLT_INVALID_INPUT, key, "missing required field '%s'", key);
+	return NULL;
+}
+
+int molt_get_str(molt_task *t, const msgpack_object *map, const char *key,
+		 const char **s, uint32_t *len)
+{
+	const msgpack_object *v = field(t, map, key);
+
+	if (!v)
+		return MOLT_FAILED;
+	if (v->type != MSGPACK_OBJECT_STR)
+		return molt_fail(t, MOLT_INVALID_INPUT, key, "expected a string, found %s",
+				 type_name(v->type));
+	*s = v->via.str.ptr;
+	*len = v->via.str.size;
+	return 0;
+}
+
+int molt_get_int(molt_task *t, const msgpack_object *map, const char *key, int64_t *out)
+{
+	const msgpack_object *v = field(t, map, key);
+
+	if (!v)
+		return MOLT_FAILED;
+	if (v->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
+		*out = v->via.i64;
 		return 0;
 	}
-	return molt_fail(t, MOLT_INVALID_INPUT, key, "missing required field '%s'", key);
+	if (v->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+		return molt_fail(t, MOLT_INVALID_INPUT, key, "expected an int, found %s",
+				 type_name(v->type));
+	if (v->via.u64 > INT64_MAX)
+		return molt_fail(t, MOLT_INVALID_INPUT, key, "expected an int64, found %llu",
+				 (unsigned long long)v->via.u64);
+	*out = (int64_t)v->via.u64;
+	return 0;
+}
+
+/* Reads a k-byte big-endian length at p[*at], if the bytes are there. */
+static int be_len(const unsigned char *p, size_t n, size_t *at, size_t k, uint64_t *v)
+{
+	size_t i;
+
+	if (k > n - *at)
+		return 0;
+	for (*v = 0, i = 0; i < k; i++)
+		*v = *v << 8 | p[(*at)++];
+	return 1;
+}
+
+/* The length of the MsgPack value at the start of p[0..n), or 0 when there
+ * is no complete one or a length or count in it claims more than the n
+ * bytes hold. msgpack_unpack reserves room for an array's or map's claimed
+ * count before reading any of it, so without this check five bytes could
+ * make it allocate gigabytes. (libmolt has the same walk, for the host.) */
+static size_t mp_size(const unsigned char *p, size_t n)
+{
+	static const unsigned char fixed[32] = {
+		/* c0-df: bytes after the type byte; 0xff marks the variable ones */
+		0, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 4, 8, 1, 2, 4, 8,
+		1, 2, 4, 8, 2, 3, 5, 9, 17, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+	};
+	size_t at = 0;
+	uint64_t want = 1; /* values still to read */
+
+	while (want) {
+		uint64_t len = 0, items = 0;
+		unsigned char c;
+
+		if (at >= n)
+			return 0;
+		c = p[at++];
+		want--;
+		if (c <= 0x7f || c >= 0xe0)
+			;
+		else if (c >= 0xa0 && c <= 0xbf)
+			len = c & 0x1f;
+		else if (c >= 0x90 && c <= 0x9f)
+			items = c & 0x0f;
+		else if (c >= 0x80 && c <= 0x8f)
+			items = 2u * (c & 0x0f);
+		else if (fixed[c - 0xc0] != 0xff)
+			len = fixed[c - 0xc0];
+		else if (c == 0xc4 || c == 0xd9 || c == 0xc7) {
+			if (!be_len(p, n, &at, 1, &len))
+				return 0;
+			len += c == 0xc7;
+		} else if (c == 0xc5 || c == 0xda || c == 0xc8) {
+			if (!be_len(p, n, &at, 2, &len))
+				return 0;
+			len += c == 0xc8;
+		} else if (c == 0xc6 || c == 0xdb || c == 0xc9) {
+			if (!be_len(p, n, &at, 4, &len))
+				return 0;
+			len += c == 0xc9;
+		} else if (c == 0xdc || c == 0xde) {
+			if (!be_len(p, n, &at, 2, &items))
+				return 0;
+			items <<= c == 0xde;
+		} else if (c == 0xdd || c == 0xdf) {
+			if (!be_len(p, n, &at, 4, &items))
+				return 0;
+			items <<= c == 0xdf;
+		} else {
+			return 0; /* 0xc1: never used */
+		}
+		if (len > n - at)
+			return 0;
+		at += len;
+		/* Every value takes at least a byte. */
+		if (items > n - at || (want += items) > n - at)
+			return 0;
+	}
+	return at;
 }
 
 /* Checks [schema_id, version, payload] and returns the payload bytes. */
@@ -269,35 +468,38 @@ int32_t molt_init(const void *cfg, uint32_t len)
 	const char *p;
 	size_t plen, off = 0;
 	char why[256];
-	uint32_t i;
+	uint32_t i, budget = MOLT_DEFAULT_BUDGET;
 	int32_t rc = 0;
 
-	if (!msgpack_zone_init(&zone, 1024))
-		return -MOLT_INTERNAL_ERROR;
-	if (msgpack_unpack((const char *)cfg, len, &off, &zone, &env) != MSGPACK_UNPACK_SUCCESS ||
+	if (!cfg || !msgpack_zone_init(&zone, 1024))
+		return cfg ? -MOLT_INTERNAL_ERROR : -MOLT_DECODE_ERROR;
+	if (mp_size(cfg, len) != len ||
+	    msgpack_unpack((const char *)cfg, len, &off, &zone, &env) != MSGPACK_UNPACK_SUCCESS ||
 	    off != len ||
 	    open_envelope(&env, "molt.runtime_config", 1, &p, &plen, why, sizeof(why))) {
 		rc = -MOLT_DECODE_ERROR;
 		goto done;
 	}
 	off = 0;
-	if (msgpack_unpack(p, plen, &off, &zone, &payload) != MSGPACK_UNPACK_SUCCESS ||
+	if (mp_size((const unsigned char *)p, plen) != plen ||
+	    msgpack_unpack(p, plen, &off, &zone, &payload) != MSGPACK_UNPACK_SUCCESS ||
 	    off != plen || payload.type != MSGPACK_OBJECT_MAP) {
 		rc = -MOLT_DECODE_ERROR;
 		goto done;
 	}
-	unit.budget = DEFAULT_BUDGET;
 	for (i = 0; i < payload.via.map.size; i++) {
 		const msgpack_object_kv *kv = &payload.via.map.ptr[i];
 		if (key_is(&kv->key, "step_budget") &&
 		    kv->val.type == MSGPACK_OBJECT_POSITIVE_INTEGER && kv->val.via.u64 > 0 &&
 		    kv->val.via.u64 <= UINT32_MAX)
-			unit.budget = (uint32_t)kv->val.via.u64;
+			budget = (uint32_t)kv->val.via.u64;
 		else {
 			rc = -MOLT_INVALID_INPUT;
 			goto done;
 		}
 	}
+	/* A later molt_init changes the budget; tasks in flight keep running. */
+	unit.budget = budget;
 	if (!unit.initialised) {
 		msgpack_sbuffer_init(&unit.out);
 		unit.next_id = 1;
@@ -314,7 +516,7 @@ static molt_task *find_task(int64_t id)
 
 	if (id <= 0)
 		return NULL;
-	for (i = 0; i < MAX_TASKS; i++)
+	for (i = 0; i < MOLT_MAX_TASKS; i++)
 		if (unit.tasks[i].id == id)
 			return &unit.tasks[i];
 	return NULL;
@@ -324,9 +526,11 @@ static void end_task(molt_task *t)
 {
 	if (t->release && t->state)
 		t->release(t->state);
-	if (t->fn && t->raw)
+	free(t->state);
+	if (t->zone_live)
 		msgpack_zone_destroy(&t->zone);
 	free(t->raw);
+	msgpack_sbuffer_destroy(&t->out);
 	memset(t, 0, sizeof(*t));
 }
 
@@ -337,7 +541,7 @@ int64_t molt_call(uint32_t fn, const void *env, uint32_t len)
 
 	if (!unit.initialised)
 		return -MOLT_INTERNAL_ERROR;
-	for (i = 0; i < MAX_TASKS && !t; i++)
+	for (i = 0; i < MOLT_MAX_TASKS && !t; i++)
 		if (!unit.tasks[i].id)
 			t = &unit.tasks[i];
 	if (!t)
@@ -354,12 +558,12 @@ int64_t molt_call(uint32_t fn, const void *env, uint32_t len)
 		return t->id;
 	}
 	if (!(t->raw = malloc(len ? len : 1)) || !msgpack_zone_init(&t->zone, 2048)) {
-		free(t->raw);
-		t->raw = NULL;
 		molt_fail(t, MOLT_INTERNAL_ERROR, NULL, "out of memory copying the request");
 		return t->id;
 	}
-	memcpy(t->raw, env, len);
+	t->zone_live = 1;
+	if (len)
+		memcpy(t->raw, env, len);
 	t->raw_len = len;
 	return t->id;
 }
@@ -374,7 +578,8 @@ static int decode_input(molt_task *t)
 	char why[256];
 	int code;
 
-	if (msgpack_unpack((const char *)t->raw, t->raw_len, &off, &t->zone, &env) !=
+	if (mp_size(t->raw, t->raw_len) != t->raw_len ||
+	    msgpack_unpack((const char *)t->raw, t->raw_len, &off, &t->zone, &env) !=
 		    MSGPACK_UNPACK_SUCCESS ||
 	    off != t->raw_len)
 		return molt_fail(t, MOLT_DECODE_ERROR, NULL,
@@ -384,11 +589,76 @@ static int decode_input(molt_task *t)
 				  &plen, why, sizeof(why))))
 		return molt_fail(t, code, NULL, "%s: %s", t->fn->name, why);
 	off = 0;
-	if (msgpack_unpack(p, plen, &off, &t->zone, &t->input) != MSGPACK_UNPACK_SUCCESS ||
+	if (mp_size((const unsigned char *)p, plen) != plen ||
+	    msgpack_unpack(p, plen, &off, &t->zone, &t->input) != MSGPACK_UNPACK_SUCCESS ||
 	    off != plen)
 		return molt_fail(t, MOLT_DECODE_ERROR, NULL,
 				 "%s: payload is not one complete MsgPack value", t->fn->name);
 	return 0;
+}
+
+/* The step's packer writes here: bounded by MOLT_RESULT_MAX, and a failed
+ * write is remembered, so a step that ignores the packer's return values
+ * still can't hand over a truncated result. */
+static int out_write(void *data, const char *buf, size_t len)
+{
+	molt_task *t = data;
+
+	if (t->out_status != OUT_OK)
+		return -1;
+	if (len > MOLT_RESULT_MAX - (t->out.size - t->head)) {
+		t->out_status = OUT_TOO_BIG;
+		return -1;
+	}
+	if (msgpack_sbuffer_write(&t->out, buf, len)) {
+		t->out_status = OUT_NO_MEMORY;
+		return -1;
+	}
+	return 0;
+}
+
+/* Sets up the task's result buffer: head room for the envelope header. */
+static int start_output(molt_task *t)
+{
+	static const char zeros[16];
+	size_t left;
+
+	t->head = HEAD_ROOM(strlen(t->fn->output_schema));
+	msgpack_sbuffer_init(&t->out);
+	for (left = t->head; left; left -= left < 16 ? left : 16)
+		if (msgpack_sbuffer_write(&t->out, zeros, left < 16 ? left : 16))
+			return molt_fail(t, MOLT_INTERNAL_ERROR, NULL,
+					 "%s: out of memory for the result", t->fn->name);
+	msgpack_packer_init(&t->pk, t, out_write);
+	t->started = 1;
+	return 0;
+}
+
+/* Hands the result to the host: the header goes into the head room, and
+ * the task's buffer becomes the unit's output buffer. */
+static int finish_output(molt_task *t)
+{
+	msgpack_sbuffer h;
+	msgpack_packer pk;
+	size_t len = t->out.size - t->head;
+	int rc = 0;
+
+	msgpack_sbuffer_init(&h);
+	msgpack_packer_init(&pk, &h, msgpack_sbuffer_write);
+	if (msgpack_pack_array(&pk, 3) || molt_pack_str(&pk, t->fn->output_schema) ||
+	    msgpack_pack_uint32(&pk, t->fn->output_version) || msgpack_pack_bin(&pk, len) ||
+	    h.size > t->head) {
+		rc = molt_fail(t, MOLT_ENCODE_ERROR, NULL, "%s: cannot write the result envelope",
+			       t->fn->name);
+	} else {
+		memcpy(t->out.data + t->head - h.size, h.data, h.size);
+		msgpack_sbuffer_destroy(&unit.out);
+		unit.out = t->out;
+		unit.out_at = t->head - h.size;
+		msgpack_sbuffer_init(&t->out);
+	}
+	msgpack_sbuffer_destroy(&h);
+	return rc;
 }
 
 static void pack_envelope(const char *id, uint32_t version, const char *payload,
@@ -396,7 +666,13 @@ static void pack_envelope(const char *id, uint32_t version, const char *payload,
 {
 	msgpack_packer pk;
 
+	/* Don't keep a large result's buffer alive for a small envelope. */
+	if (unit.out.alloc > (64u << 10)) {
+		msgpack_sbuffer_destroy(&unit.out);
+		msgpack_sbuffer_init(&unit.out);
+	}
 	msgpack_sbuffer_clear(&unit.out);
+	unit.out_at = 0;
 	msgpack_packer_init(&pk, &unit.out, msgpack_sbuffer_write);
 	msgpack_pack_array(&pk, 3);
 	molt_pack_str(&pk, id);
@@ -431,59 +707,58 @@ static void pack_error(const molt_task *t)
 	msgpack_sbuffer_destroy(&sb);
 }
 
+/* Runs one step; the task has no error yet. */
+static int step(molt_task *t)
+{
+	int rc;
+
+	if (!t->started && start_output(t))
+		return MOLT_FAILED;
+	t->left = unit.budget;
+	rc = t->fn->step(t, &t->input, &t->pk);
+	if (t->error_code)
+		return MOLT_FAILED;
+	if (t->out_status == OUT_TOO_BIG)
+		return molt_fail(t, MOLT_ENCODE_ERROR, NULL,
+				 "%s: the result grew past %u bytes, the most a unit writes",
+				 t->fn->name, MOLT_RESULT_MAX);
+	if (t->out_status == OUT_NO_MEMORY)
+		return molt_fail(t, MOLT_ENCODE_ERROR, NULL,
+				 "%s: out of memory writing the result (%zu bytes so far)",
+				 t->fn->name, t->out.size - t->head);
+	if (rc == MOLT_PENDING)
+		return MOLT_PENDING;
+	if (rc != MOLT_DONE)
+		return molt_fail(t, MOLT_INTERNAL_ERROR, NULL,
+				 "%s returned %d without saying why (use molt_fail)",
+				 t->fn->name, rc);
+	if (t->out.size == t->head)
+		return molt_fail(t, MOLT_ENCODE_ERROR, NULL,
+				 "%s returned MOLT_DONE without writing a result", t->fn->name);
+	return finish_output(t) ? MOLT_FAILED : MOLT_DONE;
+}
+
 int32_t molt_poll(int64_t task, const void **out, uint32_t *out_len)
 {
 	molt_task *t = find_task(task);
-	msgpack_sbuffer sb;
-	msgpack_packer pk;
-	int rc;
+	int rc = MOLT_FAILED;
 
 	if (!t || !out || !out_len)
 		return -MOLT_INVALID_INPUT;
-	if (t->cancelled)
-		molt_fail(t, MOLT_CANCELLED, NULL, "task %lld was cancelled",
-			  (long long)t->id);
+	t->polls++;
+	if (t->cancelled && !t->error_code)
+		molt_fail(t, MOLT_CANCELLED, NULL, "task %lld was cancelled", (long long)t->id);
 	if (!t->error_code && !t->decoded && decode_input(t) == 0)
 		t->decoded = 1;
-	if (t->error_code) {
-		pack_error(t);
-		end_task(t);
-		*out = unit.out.data;
-		*out_len = (uint32_t)unit.out.size;
-		return 2;
-	}
-	msgpack_sbuffer_init(&sb);
-	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-	rc = t->fn->step(t, &t->input, &pk);
-	if (rc == MOLT_PENDING) {
-		msgpack_sbuffer_destroy(&sb);
+	if (!t->error_code && (rc = step(t)) == MOLT_PENDING)
 		return 0;
-	}
-	if (rc == MOLT_DONE)
-		pack_envelope(t->fn->output_schema, t->fn->output_version, sb.data, sb.size);
-	else
+	if (rc != MOLT_DONE)
 		pack_error(t);
-	msgpack_sbuffer_destroy(&sb);
 	end_task(t);
-	*out = unit.out.data;
-	*out_len = (uint32_t)unit.out.size;
+	*out = unit.out.data + unit.out_at;
+	*out_len = (uint32_t)(unit.out.size - unit.out_at);
 	return rc == MOLT_DONE ? 1 : 2;
 }
-
-#if !defined(__wasm__)
-/* A native unit can be unloaded (dlclose); give its memory back then. */
-__attribute__((destructor)) static void unload(void)
-{
-	int i;
-
-	for (i = 0; i < MAX_TASKS; i++)
-		if (unit.tasks[i].id)
-			end_task(&unit.tasks[i]);
-	if (unit.initialised)
-		msgpack_sbuffer_destroy(&unit.out);
-	unit.initialised = 0;
-}
-#endif
 
 int32_t molt_cancel(int64_t task)
 {
@@ -494,3 +769,18 @@ int32_t molt_cancel(int64_t task)
 	t->cancelled = 1;
 	return 0;
 }
+
+#if !defined(__wasm__)
+/* A native unit can be unloaded (dlclose); give its memory back then. */
+__attribute__((destructor)) static void unload(void)
+{
+	int i;
+
+	for (i = 0; i < MOLT_MAX_TASKS; i++)
+		if (unit.tasks[i].id)
+			end_task(&unit.tasks[i]);
+	if (unit.initialised)
+		msgpack_sbuffer_destroy(&unit.out);
+	unit.initialised = 0;
+}
+#endif

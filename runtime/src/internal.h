@@ -40,6 +40,13 @@ int molt__schema_get(molt_runtime *rt, const cJSON *manifest, const char *id,
 int molt__schema_encode(const cJSON *type, const cJSON *v, msgpack_packer *pk,
 			char *path, size_t pathlen);
 
+/* The length of the MsgPack value at the start of p[0..n), or 0 when there
+ * is no complete one or a length or count in it claims more than the n
+ * bytes hold (load.c). Check `== n` before msgpack_unpack, which reserves
+ * room for an array's or map's claimed count before reading any of it:
+ * without this, five bytes could make it allocate gigabytes. */
+size_t molt__msgpack_size(const unsigned char *p, size_t n);
+
 /* MsgPack value -> JSON, validated against `type`. */
 int molt__schema_decode(const cJSON *type, const msgpack_object *o, cJSON **out,
 			char *path, size_t pathlen);

@@ -9,15 +9,16 @@
 #include <dlfcn.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define OUT_MAX (64u << 20)
 #define MANIFEST_MAX (1u << 20)
 
 struct molt_unit {
 	void *dl;
+	molt_unit_options opts; /* limits for the next jobs */
 	cJSON *manifest;
 	cJSON **schemas; /* parsed documents, in the order of the manifest's "schemas" */
 	size_t nschemas;
@@ -66,18 +67,51 @@ static int sym(molt_unit *u, const char *name, void **out)
 	return 0;
 }
 
+/* Sends molt.runtime_config v1 to the unit: {} or {step_budget}. */
+static int send_config(molt_unit *u, uint32_t step_budget)
+{
+	msgpack_sbuffer payload, env;
+	msgpack_packer pk;
+	int32_t st = -7;
+	void *in;
+
+	msgpack_sbuffer_init(&payload);
+	msgpack_sbuffer_init(&env);
+	msgpack_packer_init(&pk, &payload, msgpack_sbuffer_write);
+	msgpack_pack_map(&pk, step_budget ? 1 : 0);
+	if (step_budget) {
+		msgpack_pack_str_with_body(&pk, "step_budget", 11);
+		msgpack_pack_uint32(&pk, step_budget);
+	}
+	msgpack_packer_init(&pk, &env, msgpack_sbuffer_write);
+	msgpack_pack_array(&pk, 3);
+	msgpack_pack_str_with_body(&pk, "molt.runtime_config", 19);
+	msgpack_pack_uint32(&pk, 1);
+	msgpack_pack_bin_with_body(&pk, payload.data, payload.size);
+	if (env.data && (in = u->alloc((uint32_t)env.size))) {
+		memcpy(in, env.data, env.size);
+		st = u->init(in, (uint32_t)env.size);
+		u->free(in, (uint32_t)env.size);
+	}
+	msgpack_sbuffer_destroy(&payload);
+	msgpack_sbuffer_destroy(&env);
+	if (st)
+		return mr_error_set(MR_ERROR, "%s@%s: molt_init failed with status %d for "
+					      "runtime_config {step_budget: %u}",
+				    unit_name(u), unit_version(u), st, step_budget);
+	return 0;
+}
+
 /* What every load does once the unit's files are checked: the manifest's
  * ABI, dlopen, the seven symbols, molt_abi_version() and molt_init. */
 static int unit_start(molt_unit *u, const char *artifact)
 {
-	/* runtime_config v1 with no options: ["molt.runtime_config", 1, bin(map{})]. */
-	static const unsigned char cfg[] = { 0x93, 0xb3, 'm', 'o', 'l', 't', '.', 'r', 'u', 'n',
-					     't', 'i', 'm', 'e', '_', 'c', 'o', 'n', 'f', 'i',
-					     'g', 0x01, 0xc4, 0x01, 0x80 };
 	const char *name = unit_name(u), *version = unit_version(u);
+	molt_unit_options defaults = MOLT_UNIT_OPTIONS_INIT;
 	uint32_t abi;
 	int rc;
 
+	u->opts = defaults;
 	if (strcmp(mr_json_str(u->manifest, "abi_version"), "0.1"))
 		return mr_error_set(MR_EVERIFY, "%s@%s needs ABI %s; this libmolt speaks 0.1", name,
 				    version, mr_json_str(u->manifest, "abi_version"));
@@ -96,8 +130,20 @@ static int unit_start(molt_unit *u, const char *artifact)
 	if ((abi = u->abi_version()) != 1)
 		return mr_error_set(MR_EVERIFY, "%s@%s reports ABI %u.%u; expected 0.1", name, version,
 				    abi >> 16, abi & 0xffff);
-	if ((rc = u->init(cfg, sizeof(cfg))) != 0)
-		return mr_error_set(MR_ERROR, "%s@%s: molt_init failed with status %d", name, version, rc);
+	return send_config(u, 0);
+}
+
+int molt_unit_set_options(molt_unit *u, const molt_unit_options *opts)
+{
+	int rc;
+
+	if (!opts || opts->version != MOLT_UNIT_OPTIONS_VERSION)
+		return mr_error_set(MR_EINVALID, "molt_unit_options version %u; this libmolt knows "
+						 "version %d (start from MOLT_UNIT_OPTIONS_INIT)",
+				    opts ? opts->version : 0, MOLT_UNIT_OPTIONS_VERSION);
+	if (opts->step_budget != u->opts.step_budget && (rc = send_config(u, opts->step_budget)))
+		return rc;
+	u->opts = *opts;
 	return 0;
 }
 
@@ -243,41 +289,6 @@ void molt_unit_free(molt_unit *u)
 	free(u->schemas);
 	cJSON_Delete(u->manifest);
 	free(u);
-}
-
-int molt_unit_call_envelope(molt_unit *u, uint32_t function_id,
-			    const unsigned char *env, size_t len, unsigned char **out,
-			    size_t *out_len, int *is_error)
-{
-	const void *res = NULL;
-	uint32_t res_len = 0;
-	int64_t task;
-	int32_t st;
-	void *in;
-
-	*out = NULL;
-	*out_len = 0;
-	if (len > UINT32_MAX || !(in = u->alloc((uint32_t)len)))
-		return mr_error_set(MR_EINVALID, "request of %zu bytes does not fit the unit", len);
-	memcpy(in, env, len);
-	task = u->call(function_id, in, (uint32_t)len);
-	u->free(in, (uint32_t)len);
-	if (task <= 0)
-		return mr_error_set(MR_ERROR, "molt_call refused the request with status %lld",
-				    (long long)task);
-	while ((st = u->poll(task, &res, &res_len)) == 0)
-		;
-	if (st != 1 && st != 2)
-		return mr_error_set(MR_ERROR, "molt_poll returned status %d", st);
-	if (res_len > OUT_MAX)
-		return mr_error_set(MR_EVERIFY, "the unit returned %u bytes, over the %u-byte limit",
-				    res_len, OUT_MAX);
-	if (!(*out = malloc(res_len ? res_len : 1)))
-		return mr_error_set(MR_ERROR, "out of memory");
-	memcpy(*out, res, res_len);
-	*out_len = res_len;
-	*is_error = st == 2;
-	return 0;
 }
 
 static const cJSON *find_function(molt_unit *u, const char *name)
@@ -433,7 +444,8 @@ static cJSON *str_of(const char *p, size_t n)
 
 	if (!tmp)
 		return NULL;
-	memcpy(tmp, p, n);
+	if (n) /* an empty str may have ptr NULL */
+		memcpy(tmp, p, n);
 	tmp[n] = '\0';
 	j = cJSON_CreateString(tmp);
 	free(tmp);
@@ -511,6 +523,79 @@ static cJSON *mp_json(const msgpack_object *o)
 	}
 }
 
+/* Reads a k-byte big-endian length at p[*at], if the bytes are there. */
+static int be_len(const unsigned char *p, size_t n, size_t *at, size_t k, uint64_t *v)
+{
+	size_t i;
+
+	if (k > n - *at)
+		return 0;
+	for (*v = 0, i = 0; i < k; i++)
+		*v = *v << 8 | p[(*at)++];
+	return 1;
+}
+
+size_t molt__msgpack_size(const unsigned char *p, size_t n)
+{
+	static const unsigned char fixed[32] = {
+		/* c0-df: bytes after the type byte; 0xff marks the variable ones */
+		0, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 4, 8, 1, 2, 4, 8,
+		1, 2, 4, 8, 2, 3, 5, 9, 17, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+	};
+	size_t at = 0;
+	uint64_t want = 1; /* values still to read */
+
+	while (want) {
+		uint64_t len = 0, items = 0;
+		unsigned char c;
+
+		if (at >= n)
+			return 0;
+		c = p[at++];
+		want--;
+		if (c <= 0x7f || c >= 0xe0)
+			;
+		else if (c >= 0xa0 && c <= 0xbf)
+			len = c & 0x1f;
+		else if (c >= 0x90 && c <= 0x9f)
+			items = c & 0x0f;
+		else if (c >= 0x80 && c <= 0x8f)
+			items = 2u * (c & 0x0f);
+		else if (fixed[c - 0xc0] != 0xff)
+			len = fixed[c - 0xc0];
+		else if (c == 0xc4 || c == 0xd9 || c == 0xc7) {
+			if (!be_len(p, n, &at, 1, &len))
+				return 0;
+			len += c == 0xc7;
+		} else if (c == 0xc5 || c == 0xda || c == 0xc8) {
+			if (!be_len(p, n, &at, 2, &len))
+				return 0;
+			len += c == 0xc8;
+		} else if (c == 0xc6 || c == 0xdb || c == 0xc9) {
+			if (!be_len(p, n, &at, 4, &len))
+				return 0;
+			len += c == 0xc9;
+		} else if (c == 0xdc || c == 0xde) {
+			if (!be_len(p, n, &at, 2, &items))
+				return 0;
+			items <<= c == 0xde;
+		} else if (c == 0xdd || c == 0xdf) {
+			if (!be_len(p, n, &at, 4, &items))
+				return 0;
+			items <<= c == 0xdf;
+		} else {
+			return 0; /* 0xc1: never used */
+		}
+		if (len > n - at)
+			return 0;
+		at += len;
+		/* Every value takes at least a byte. */
+		if (items > n - at || (want += items) > n - at)
+			return 0;
+	}
+	return at;
+}
+
 int molt_envelope_to_json(const unsigned char *env, size_t len, char **json_out)
 {
 	msgpack_zone zone;
@@ -523,12 +608,18 @@ int molt_envelope_to_json(const unsigned char *env, size_t len, char **json_out)
 	*json_out = NULL;
 	if (!msgpack_zone_init(&zone, 4096))
 		return mr_error_set(MR_ERROR, "out of memory");
-	if (msgpack_unpack((const char *)env, len, &off, &zone, &e) != MSGPACK_UNPACK_SUCCESS) {
-		rc = mr_error_set(MR_EINVALID, "not MsgPack: no complete value in %zu bytes", len);
+	if (!len || (off = molt__msgpack_size(env, len)) != len) {
+		if (len && off)
+			rc = mr_error_set(MR_EINVALID, "%zu bytes after the envelope", len - off);
+		else
+			rc = mr_error_set(MR_EINVALID, "not MsgPack: no complete value in %zu bytes",
+					  len);
 		goto done;
 	}
-	if (off != len) {
-		rc = mr_error_set(MR_EINVALID, "%zu bytes after the envelope", len - off);
+	off = 0;
+	if (msgpack_unpack((const char *)env, len, &off, &zone, &e) != MSGPACK_UNPACK_SUCCESS ||
+	    off != len) {
+		rc = mr_error_set(MR_EINVALID, "not MsgPack: no complete value in %zu bytes", len);
 		goto done;
 	}
 	v = e.type == MSGPACK_OBJECT_ARRAY ? e.via.array.ptr : NULL;
@@ -541,7 +632,8 @@ int molt_envelope_to_json(const unsigned char *env, size_t len, char **json_out)
 		goto done;
 	}
 	off = 0;
-	if (msgpack_unpack(v[2].via.bin.ptr, v[2].via.bin.size, &off, &zone, &p) !=
+	if (molt__msgpack_size((const unsigned char *)v[2].via.bin.ptr, v[2].via.bin.size) != v[2].via.bin.size ||
+	    msgpack_unpack(v[2].via.bin.ptr, v[2].via.bin.size, &off, &zone, &p) !=
 		    MSGPACK_UNPACK_SUCCESS ||
 	    off != v[2].via.bin.size) {
 		rc = mr_error_set(MR_EINVALID, "%.*s v%" PRIu64 ": the payload is not one MsgPack value",
@@ -569,7 +661,8 @@ static int open_envelope(const unsigned char *b, size_t len, const char *id, int
 	const msgpack_object *v;
 	size_t off = 0;
 
-	if (msgpack_unpack((const char *)b, len, &off, zone, &env) != MSGPACK_UNPACK_SUCCESS ||
+	if (molt__msgpack_size(b, len) != len ||
+	    msgpack_unpack((const char *)b, len, &off, zone, &env) != MSGPACK_UNPACK_SUCCESS ||
 	    off != len || env.type != MSGPACK_OBJECT_ARRAY || env.via.array.size != 3)
 		return mr_error_set(MR_EVERIFY, "the unit returned a malformed envelope (%zu bytes)", len);
 	v = env.via.array.ptr;
@@ -579,7 +672,8 @@ static int open_envelope(const unsigned char *b, size_t len, const char *id, int
 		return mr_error_set(MR_EVERIFY, "the unit's result envelope does not name schema %s@%d",
 				    id, version);
 	off = 0;
-	if (msgpack_unpack(v[2].via.bin.ptr, v[2].via.bin.size, &off, zone, payload) !=
+	if (molt__msgpack_size((const unsigned char *)v[2].via.bin.ptr, v[2].via.bin.size) != v[2].via.bin.size ||
+	    msgpack_unpack(v[2].via.bin.ptr, v[2].via.bin.size, &off, zone, payload) !=
 		    MSGPACK_UNPACK_SUCCESS ||
 	    off != v[2].via.bin.size)
 		return mr_error_set(MR_EVERIFY, "the unit's result payload is not one MsgPack value");
@@ -592,7 +686,9 @@ static const char error_type[] =
 	"\"cancellation\"]}},{\"name\":\"code\",\"type\":\"int\"},{\"name\":\"message\","
 	"\"type\":\"string\"},{\"name\":\"path\",\"type\":\"string\",\"optional\":true}]}";
 
-static int unit_error(molt_unit *u, const char *function, const msgpack_object *p)
+/* The unit's molt.error as a libmolt error; *code gets its code (7 when
+ * it is not one of 1-7). */
+static int unit_error(molt_unit *u, const char *function, const msgpack_object *p, int *code)
 {
 	cJSON *type = cJSON_Parse(error_type), *e = NULL;
 	char path[128] = "";
@@ -603,6 +699,8 @@ static int unit_error(molt_unit *u, const char *function, const msgpack_object *
 		rc = MR_EVERIFY;
 	} else {
 		const char *cls = mr_json_str(e, "class"), *at = mr_json_str(e, "path");
+		double c = cJSON_GetObjectItemCaseSensitive(e, "code")->valuedouble;
+		*code = c >= 1 && c <= 7 ? (int)c : 7;
 		rc = mr_error_set(!strcmp(cls, "validation") ? MR_EINVALID : MR_ERROR,
 				  "%s.%s: %s error %d%s%s: %s", mr_json_str(u->manifest, "name"),
 				  function, cls, (int)cJSON_GetObjectItemCaseSensitive(e, "code")->valuedouble,
@@ -613,49 +711,350 @@ static int unit_error(molt_unit *u, const char *function, const msgpack_object *
 	return rc;
 }
 
-int molt_unit_call_json(molt_unit *u, const char *function, const char *json_in,
-			char **json_out)
+/* ---------------------------------------------------------------- jobs */
+
+enum { JOB_PENDING, JOB_RESULT, JOB_ERROR, JOB_HOST };
+
+struct molt_job {
+	molt_unit *u;
+	int64_t task;          /* the unit's task id; 0 once it is over there */
+	char function[96];     /* for messages: the name, or "#<id>" */
+	const cJSON *output;   /* the manifest's output schema ref, or NULL */
+	uint64_t start_ms;     /* monotonic, at molt_unit_start */
+	uint32_t timeout_ms;   /* 0: none */
+	size_t max_output;
+	uint64_t polls;
+	int state;             /* JOB_* */
+	int cancelled;
+	int code;              /* 1-7 once it ended in an error */
+	unsigned char *env;    /* JOB_RESULT, JOB_ERROR: the envelope, copied */
+	size_t env_len;
+	char message[512];     /* JOB_HOST: what the host saw */
+};
+
+static uint64_t now_ms(void)
 {
-	const cJSON *f = find_function(u, function), *o;
-	unsigned char *env = NULL, *res = NULL;
-	size_t env_len = 0, res_len = 0;
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static const char *const status_names[] = { "", "InvalidInput", "DecodeError", "EncodeError",
+					     "Cancelled", "Timeout", "CapabilityDenied",
+					     "InternalError" };
+
+static const char *status_name(long long st)
+{
+	return st < 0 && st >= -7 ? status_names[-st] : "not a Molt status";
+}
+
+static const cJSON *function_by_id(molt_unit *u, uint32_t id)
+{
+	const cJSON *f = cJSON_GetObjectItemCaseSensitive(u->manifest, "functions");
+
+	for (f = f ? f->child : NULL; f; f = f->next)
+		if (cJSON_GetObjectItemCaseSensitive(f, "id") &&
+		    cJSON_GetObjectItemCaseSensitive(f, "id")->valuedouble == (double)id)
+			return f;
+	return NULL;
+}
+
+/* Hands a raw envelope to molt_call: the unit copies what it needs. */
+static int job_begin(molt_job **out, molt_unit *u, uint32_t function_id,
+		     const unsigned char *env, size_t len)
+{
+	const cJSON *f = function_by_id(u, function_id);
+	molt_job *j;
+	void *in;
+
+	*out = NULL;
+	if (len > UINT32_MAX || !(in = u->alloc((uint32_t)len)))
+		return mr_error_set(MR_EINVALID, "%s@%s: a request of %zu bytes does not fit the unit",
+				    unit_name(u), unit_version(u), len);
+	if (!(j = calloc(1, sizeof(*j)))) {
+		u->free(in, (uint32_t)len);
+		return mr_error_set(MR_ERROR, "out of memory");
+	}
+	j->u = u;
+	if (f && mr_json_str(f, "name"))
+		snprintf(j->function, sizeof(j->function), "%s", mr_json_str(f, "name"));
+	else
+		snprintf(j->function, sizeof(j->function), "#%u", function_id);
+	j->output = f ? cJSON_GetObjectItemCaseSensitive(f, "output") : NULL;
+	j->timeout_ms = u->opts.timeout_ms;
+	j->max_output = u->opts.max_output ? u->opts.max_output : MOLT_MAX_OUTPUT_DEFAULT;
+	j->start_ms = now_ms();
+	if (len)
+		memcpy(in, env, len);
+	j->task = u->call(function_id, in, (uint32_t)len);
+	u->free(in, (uint32_t)len);
+	if (j->task <= 0) {
+		long long st = (long long)j->task;
+		int rc = mr_error_set(MR_ERROR, "%s.%s: molt_call refused to start a task: status %lld "
+						"(%s)%s",
+				      unit_name(u), j->function, st, status_name(st),
+				      st == -6 ? "; the unit holds as many tasks as it can: poll "
+						 "some to completion or cancel them first"
+				      : st == -7 ? "; the unit is not initialised" : "");
+		free(j);
+		return rc;
+	}
+	*out = j;
+	return 0;
+}
+
+int molt_unit_start_envelope(molt_job **out, molt_unit *u, uint32_t function_id,
+			     const unsigned char *env, size_t len)
+{
+	return job_begin(out, u, function_id, env, len);
+}
+
+int molt_unit_start(molt_job **out, molt_unit *u, const char *function, const char *json_in)
+{
+	unsigned char *env = NULL;
+	size_t len = 0;
+	uint32_t id;
+	int rc;
+
+	*out = NULL;
+	if (!(rc = molt_unit_function_id(u, function, &id)) &&
+	    !(rc = molt_unit_encode_request(u, function, json_in, &env, &len)))
+		rc = job_begin(out, u, id, env, len);
+	free(env);
+	return rc;
+}
+
+/* Ends the job on the host's side: the task, if still live in the unit, is
+ * cancelled and reaped (one more poll), so its slot is free again. */
+static void job_end_host(molt_job *j, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void job_end_host(molt_job *j, int code, const char *fmt, ...)
+{
+	const void *res;
+	uint32_t res_len;
+	va_list ap;
+
+	if (j->task > 0 && j->u->cancel(j->task) == 0)
+		j->u->poll(j->task, &res, &res_len);
+	j->task = 0;
+	j->state = JOB_HOST;
+	j->code = code;
+	va_start(ap, fmt);
+	vsnprintf(j->message, sizeof(j->message), fmt, ap);
+	va_end(ap);
+}
+
+static int timed_out(const molt_job *j)
+{
+	return j->timeout_ms && now_ms() - j->start_ms >= j->timeout_ms;
+}
+
+static void job_timeout(molt_job *j)
+{
+	job_end_host(j, 5, "no result after %llu ms (timeout_ms %u, %llu polls); the host "
+			   "cancelled the task",
+		     (unsigned long long)(now_ms() - j->start_ms), j->timeout_ms,
+		     (unsigned long long)j->polls);
+}
+
+/* One molt_poll, and what the host checks around it. */
+static void job_step(molt_job *j)
+{
+	const void *res = NULL;
+	uint32_t res_len = 0;
+	int32_t st;
+
+	if (timed_out(j)) {
+		job_timeout(j);
+		return;
+	}
+	st = j->u->poll(j->task, &res, &res_len);
+	j->polls++;
+	if (st == 0) {
+		if (timed_out(j))
+			job_timeout(j);
+		return;
+	}
+	if (st != 1 && st != 2) {
+		/* The unit says the task is not live: nothing to cancel. */
+		j->task = 0;
+		job_end_host(j, 7, "molt_poll returned %d (%s) for live task; the unit breaks the "
+				   "ABI (docs/abi.md)", st, status_name(st));
+		return;
+	}
+	j->task = 0;
+	if (res_len > j->max_output) {
+		job_end_host(j, 6, "the %s envelope is %u bytes, over the max_output limit of %zu "
+				   "bytes; it was dropped",
+			     st == 1 ? "result" : "error", res_len, j->max_output);
+		return;
+	}
+	if (!res && res_len) {
+		job_end_host(j, 7, "molt_poll returned %u bytes at NULL; the unit breaks the ABI",
+			     res_len);
+		return;
+	}
+	if (!(j->env = malloc(res_len ? res_len : 1))) {
+		job_end_host(j, 7, "out of memory copying a %u-byte envelope", res_len);
+		return;
+	}
+	if (res_len)
+		memcpy(j->env, res, res_len);
+	j->env_len = res_len;
+	j->state = st == 1 ? JOB_RESULT : JOB_ERROR;
+}
+
+/* What a finished job says: 1 with the JSON result, or an error. */
+static int job_report(molt_job *j, char **json_out)
+{
+	molt_unit *u = j->u;
 	const cJSON *schema = NULL;
 	cJSON *result = NULL;
 	msgpack_zone zone;
 	msgpack_object payload;
 	char path[256] = "";
-	int rc, is_error = 0;
+	int rc = 1;
 
-	*json_out = NULL;
-	msgpack_zone_init(&zone, 4096);
-	if ((rc = molt_unit_encode_request(u, function, json_in, &env, &env_len)))
-		goto done;
-	o = cJSON_GetObjectItemCaseSensitive(f, "output");
-	if ((rc = molt_unit_call_envelope(u, (uint32_t)cJSON_GetObjectItemCaseSensitive(f, "id")->valuedouble,
-					  env, env_len, &res, &res_len, &is_error)))
-		goto done;
-	if (is_error) {
-		if (!(rc = open_envelope(res, res_len, "molt.error", 1, &zone, &payload)))
-			rc = unit_error(u, function, &payload);
-		goto done;
-	}
-	if ((rc = open_envelope(res, res_len, mr_json_str(o, "id"),
-				(int)cJSON_GetObjectItemCaseSensitive(o, "version")->valuedouble, &zone,
-				&payload)) ||
-	    (rc = schema_of(u, o, &schema)))
-		goto done;
-	if ((rc = molt__schema_decode(cJSON_GetObjectItemCaseSensitive(schema, "type"), &payload,
-				      &result, path, sizeof(path)))) {
-		mr_error_wrap(MR_EVERIFY, "%s result breaks its schema %s", function, mr_json_str(o, "id"));
-		rc = MR_EVERIFY;
+	if (j->state == JOB_HOST)
+		return mr_error_set(MR_ERROR, "%s.%s: runtime error %d: %s", unit_name(u),
+				    j->function, j->code, j->message);
+	if (!msgpack_zone_init(&zone, 4096))
+		return mr_error_set(MR_ERROR, "out of memory");
+	if (j->state == JOB_ERROR) {
+		if (!(rc = open_envelope(j->env, j->env_len, "molt.error", 1, &zone, &payload)))
+			rc = unit_error(u, j->function, &payload, &j->code);
+		if (rc == MR_EVERIFY)
+			j->code = 7;
 		goto done;
 	}
-	if (!(*json_out = cJSON_PrintUnformatted(result)))
-		rc = mr_error_set(MR_ERROR, "out of memory");
+	if (!json_out)
+		goto done;
+	if (!j->output) {
+		rc = mr_error_set(MR_EVERIFY, "the manifest has no such function, so its result "
+					      "can't be checked");
+	} else if (!(rc = open_envelope(j->env, j->env_len, mr_json_str(j->output, "id"),
+					entry_version(j->output), &zone, &payload)) &&
+		   !(rc = schema_of(u, j->output, &schema))) {
+		if ((rc = molt__schema_decode(cJSON_GetObjectItemCaseSensitive(schema, "type"),
+					      &payload, &result, path, sizeof(path)))) {
+			mr_error_wrap(MR_EVERIFY, "the result breaks its schema %s",
+				      mr_json_str(j->output, "id"));
+			rc = MR_EVERIFY;
+		} else if (!(*json_out = cJSON_PrintUnformatted(result))) {
+			rc = mr_error_set(MR_ERROR, "out of memory");
+		} else {
+			rc = 1;
+		}
+	}
+	if (rc < 0) {
+		/* The unit could not encode a result its manifest promises. */
+		mr_error_wrap(rc, "%s.%s: runtime error 3", unit_name(u), j->function);
+		j->code = 3;
+	}
 done:
 	msgpack_zone_destroy(&zone);
-	free(env);
-	free(res);
 	cJSON_Delete(result);
 	return rc;
+}
+
+int molt_job_poll(molt_job *j, char **json_out)
+{
+	if (json_out)
+		*json_out = NULL;
+	if (j->state == JOB_PENDING) {
+		job_step(j);
+		if (j->state == JOB_PENDING)
+			return 0;
+	}
+	return job_report(j, json_out);
+}
+
+int molt_job_envelope(const molt_job *j, const unsigned char **env, size_t *len)
+{
+	*env = NULL;
+	*len = 0;
+	if (j->state != JOB_RESULT && j->state != JOB_ERROR)
+		return 0;
+	*env = j->env;
+	*len = j->env_len;
+	return j->state == JOB_RESULT ? 1 : 2;
+}
+
+int molt_job_error_code(const molt_job *j)
+{
+	return j->code;
+}
+
+uint64_t molt_job_polls(const molt_job *j)
+{
+	return j->polls;
+}
+
+int molt_job_cancel(molt_job *j)
+{
+	int32_t st;
+
+	if (j->state != JOB_PENDING || j->cancelled)
+		return 0;
+	if ((st = j->u->cancel(j->task)) != 0)
+		return mr_error_set(MR_ERROR, "%s.%s: molt_cancel(%lld) returned %d (%s)",
+				    unit_name(j->u), j->function, (long long)j->task, st,
+				    status_name(st));
+	j->cancelled = 1;
+	return 0;
+}
+
+void molt_job_free(molt_job *j)
+{
+	if (!j)
+		return;
+	if (j->state == JOB_PENDING)
+		job_end_host(j, 4, "freed while pending");
+	free(j->env);
+	free(j);
+}
+
+int molt_unit_call_envelope(molt_unit *u, uint32_t function_id, const unsigned char *env,
+			    size_t len, unsigned char **out, size_t *out_len, int *is_error)
+{
+	const unsigned char *e;
+	molt_job *j = NULL;
+	size_t n;
+	int rc, kind;
+
+	*out = NULL;
+	*out_len = 0;
+	if ((rc = molt_unit_start_envelope(&j, u, function_id, env, len)))
+		return rc;
+	while ((rc = molt_job_poll(j, NULL)) == 0)
+		;
+	if ((kind = molt_job_envelope(j, &e, &n))) {
+		if ((*out = malloc(n ? n : 1))) {
+			memcpy(*out, e, n);
+			*out_len = n;
+			*is_error = kind == 2;
+			rc = 0;
+		} else {
+			rc = mr_error_set(MR_ERROR, "out of memory");
+		}
+	}
+	molt_job_free(j);
+	return rc;
+}
+
+int molt_unit_call_json(molt_unit *u, const char *function, const char *json_in,
+			char **json_out)
+{
+	molt_job *j = NULL;
+	int rc;
+
+	*json_out = NULL;
+	if ((rc = molt_unit_start(&j, u, function, json_in)))
+		return rc;
+	while ((rc = molt_job_poll(j, json_out)) == 0)
+		;
+	molt_job_free(j);
+	return rc == 1 ? 0 : rc;
 }

@@ -1,7 +1,45 @@
 /* The module SDK: write a Molt unit's functions; the SDK provides the seven
  * ABI exports (docs/abi.md), decodes and checks envelopes, keeps the task
- * table, and writes result and error envelopes. The same source builds for
- * wasm32 and native. */
+ * table, slices long work across polls, and writes result and error
+ * envelopes. The same source builds for wasm32 and native.
+ *
+ * A function is a step: the SDK calls it once per poll of its task until it
+ * returns MOLT_DONE or fails. Each call may do at most the host's step
+ * budget of work, so a long loop is written as a resumable one, with its
+ * progress in per-task state:
+ *
+ *     typedef struct { int started; uint64_t left, sum; } count_state;
+ *
+ *     static int count(molt_task *t, const msgpack_object *in, msgpack_packer *out)
+ *     {
+ *             count_state *s = molt_state(t, sizeof(*s));
+ *             uint64_t k;
+ *
+ *             if (!s)
+ *                     return MOLT_FAILED;
+ *             if (!s->started) {            // first poll: read the request
+ *                     int64_t n;
+ *                     if (molt_get_int(t, in, "n", &n))
+ *                             return MOLT_FAILED;
+ *                     s->left = (uint64_t)n;
+ *                     s->started = 1;
+ *             }
+ *             for (k = molt_step_take(t, s->left); k; k--)  // this poll's share
+ *                     s->sum += s->left--;
+ *             if (s->left)
+ *                     return MOLT_PENDING;   // resume here at the next poll
+ *             msgpack_pack_map(out, 1);
+ *             molt_pack_str(out, "sum");
+ *             msgpack_pack_uint64(out, s->sum);
+ *             return MOLT_DONE;
+ *     }
+ *
+ * The rule (docs/abi.md, "State"): a unit keeps no writable globals. What a
+ * task needs between polls lives in molt_state; the request stays decoded
+ * in `in` for the task's whole life; the result is written to `out`, which
+ * also persists across polls. Tasks interleave (one slice of one task per
+ * poll) and a cancelled task is dropped between two slices, so a global
+ * would be shared by tasks and outlive the ones that set it. */
 #ifndef MOLT_MODULE_H
 #define MOLT_MODULE_H
 
@@ -20,16 +58,28 @@ enum {
 	MOLT_INTERNAL_ERROR = 7,
 };
 
-/* What a function step returns: done (output written), or call me again. */
+/* What a step returns: done (result written), call me again, or failed. */
 enum { MOLT_DONE = 0, MOLT_PENDING = 1, MOLT_FAILED = -1 };
+
+/* Tasks a unit holds at once; molt_call refuses more (CapabilityDenied). */
+#define MOLT_MAX_TASKS 64
+
+/* Work units per poll when the host's runtime_config names none. */
+#define MOLT_DEFAULT_BUDGET 65536
+
+/* The largest result payload a step may write: past it the task fails with
+ * EncodeError instead of exhausting memory (hosts set lower limits). */
+#define MOLT_RESULT_MAX (256u << 20)
 
 /* The running task as a function sees it (opaque). */
 typedef struct molt_task molt_task;
 
-/* One step of a function: read `in` (the decoded, schema-checked payload),
- * do at most molt_budget() units of work, and either write the result to
- * `out` and return MOLT_DONE, return MOLT_PENDING to continue at the next
- * poll (keep progress in *molt_state()), or return molt_fail(...). */
+/* One step of a function (see the top of this file): read `in` (the
+ * decoded payload, checked against the function's input schema id and
+ * version; the same object at every step), do at most the budget's work,
+ * append to `out`, and return MOLT_DONE, MOLT_PENDING or molt_fail(...).
+ * What a step writes to `out` is kept across polls; at MOLT_DONE it must
+ * be exactly one MsgPack value, the result payload. */
 typedef int (*molt_step)(molt_task *t, const msgpack_object *in,
 			 msgpack_packer *out);
 
@@ -54,21 +104,44 @@ extern const molt_function molt__functions[];
 extern const size_t molt__nfunctions;
 
 /* Fails the task with a structured error; `path` names the offending field
- * (or NULL). Returns MOLT_FAILED for `return molt_fail(...)`. */
+ * (or NULL). Formats %s %.*s %d %u %lld %llu %zu %%, bounded (no printf:
+ * wasm units must not import stdio). Returns MOLT_FAILED for
+ * `return molt_fail(...)`. */
 int molt_fail(molt_task *t, int code, const char *path, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
-/* The work units this step may still do (the host's step_budget). */
+/* The task's state: `size` bytes, zeroed at the task's first call, the
+ * same block at every later step, freed by the SDK when the task ends
+ * (done, failed or cancelled). Returns NULL, with the task failed
+ * (InternalError), when out of memory or when `size` differs from the
+ * first call's: `if (!s) return MOLT_FAILED;`. */
+void *molt_state(molt_task *t, size_t size);
+
+/* Runs `release(state)` when the task ends, before the state is freed:
+ * for state that owns memory of its own (e.g. a buffer it grew). */
+void molt_state_release(molt_task *t, void (*release)(void *state));
+
+/* Takes up to `want` work units from this poll's budget and returns how
+ * many it may do now (0 once the budget is spent: return MOLT_PENDING).
+ * One unit is one iteration of the function's inner loop, whatever that
+ * is; the host's step_budget bounds the units per poll. */
+uint64_t molt_step_take(molt_task *t, uint64_t want);
+
+/* The work units this poll may still do. */
 uint32_t molt_budget(const molt_task *t);
 
-/* A per-task slot for a step to keep its progress between polls; the SDK
- * calls `release` (if set) when the task ends or is cancelled. */
-void **molt_state(molt_task *t, void (**release)(void *));
+/* The number of this poll within the task: 1 at the first step. */
+uint64_t molt_poll_count(const molt_task *t);
 
 /* Finds a string field of a map; fails the task (InvalidInput, naming the
  * field and what was found) when it is missing or not a string. */
 int molt_get_str(molt_task *t, const msgpack_object *map, const char *key,
 		 const char **s, uint32_t *len);
+
+/* Finds an integer field of a map (within int64); fails the task as
+ * molt_get_str does. */
+int molt_get_int(molt_task *t, const msgpack_object *map, const char *key,
+		 int64_t *v);
 
 /* Packs a NUL-terminated string. */
 int molt_pack_str(msgpack_packer *pk, const char *s);

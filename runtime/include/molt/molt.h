@@ -65,7 +65,12 @@ MOLT_API int molt_fetch(molt_runtime *rt, const char *name, const char *version,
 
 /* Fetches (as molt_fetch) and loads the native unit name@version: checks
  * target triple and ABI version, dlopens it, checks molt_abi_version() and
- * calls molt_init. Free with molt_unit_free. */
+ * calls molt_init. Free with molt_unit_free.
+ *
+ * A native unit runs in this process, with no sandbox: if it crashes, the
+ * process crashes, and a poll that never returns can't be interrupted
+ * (timeout_ms is checked between polls). That is why a unit's signature,
+ * digest and manifest are checked before any of its code runs. */
 MOLT_API int molt_unit_load(molt_unit **out, molt_runtime *rt, const char *name,
 			    const char *version);
 
@@ -83,11 +88,90 @@ MOLT_API int molt_unit_load(molt_unit **out, molt_runtime *rt, const char *name,
 MOLT_API int molt_unit_load_local(molt_unit **out, const char *artifact,
 				  const char *manifest_path, const char *schemas_dir);
 
+/* How the host runs a unit's tasks (docs/abi.md, "Limits"). Start from
+ * MOLT_UNIT_OPTIONS_INIT and set what you need; 0 means the default. */
+typedef struct {
+	unsigned int version; /* MOLT_UNIT_OPTIONS_VERSION */
+	uint32_t step_budget; /* work units per poll, sent to the unit in
+			       * molt.runtime_config; 0: the unit's (65536) */
+	size_t max_output;    /* largest envelope taken from the unit, bytes;
+			       * 0: MOLT_MAX_OUTPUT_DEFAULT */
+	uint32_t timeout_ms;  /* wall clock from start to result, checked at
+			       * every poll; 0: no limit */
+} molt_unit_options;
+
+#define MOLT_UNIT_OPTIONS_VERSION 1
+#define MOLT_UNIT_OPTIONS_INIT { MOLT_UNIT_OPTIONS_VERSION, 0, 0, 0 }
+#define MOLT_MAX_OUTPUT_DEFAULT ((size_t)64 << 20)
+
+/* Sets the limits for the unit's next calls (tasks already started keep
+ * theirs). A new step budget is sent to the unit at once (molt_init again).
+ * MOLT_EINVALID for an unknown options version. */
+MOLT_API int molt_unit_set_options(molt_unit *u, const molt_unit_options *opts);
+
+/* One task running in a unit, as the host drives it (opaque): started by
+ * molt_unit_start, advanced one slice per molt_job_poll, stopped by
+ * molt_job_cancel. A unit runs tasks only while they are polled, and a unit
+ * and its jobs are used from one thread at a time. Free every job before
+ * its unit. */
+typedef struct molt_job molt_job;
+
+/* Starts `function` with a JSON request, validated against the function's
+ * input schema; no work is done until the first poll. The unit's options
+ * (timeout, max_output) at this moment apply to the job. MOLT_ENOTFOUND for
+ * an unknown function, MOLT_EINVALID for a request the schema refuses,
+ * MOLT_ERROR when the unit refuses to start a task (its task table is full:
+ * CapabilityDenied; it is not initialised: InternalError; the message
+ * says). Free with molt_job_free. */
+MOLT_API int molt_unit_start(molt_job **out, molt_unit *u, const char *function,
+			     const char *json_in);
+
+/* Starts function_id with a raw request envelope, unchecked: for byte-level
+ * tests. As molt_unit_start otherwise. */
+MOLT_API int molt_unit_start_envelope(molt_job **out, molt_unit *u, uint32_t function_id,
+				      const unsigned char *env, size_t len);
+
+/* Runs one slice of the job's task (one molt_poll: at most step_budget
+ * units of work). Returns 0 while it is pending; 1 when it finished with a
+ * result, and then, if json_out is not NULL, *json_out is the result as
+ * JSON, validated against the output schema (caller frees with free()).
+ * Returns a negative code when it finished with an error: the unit's error
+ * envelope (MOLT_EINVALID for the validation class, else MOLT_ERROR: a
+ * cancellation is code 4), the host's (timeout: code 5, the task cancelled
+ * in the unit; an envelope over max_output: code 6; an ABI violation: code
+ * 7), or, with json_out, a result that breaks its schema (MOLT_EVERIFY,
+ * code 3). molt_error_last() says what and where; molt_job_error_code()
+ * gives the code. A finished job answers every later poll the same way. */
+MOLT_API int molt_job_poll(molt_job *j, char **json_out);
+
+/* The envelope the unit finished with, owned by the job: returns 1 for a
+ * result, 2 for an error envelope, 0 when there is none (still pending, or
+ * the host ended the job: timeout, max_output). */
+MOLT_API int molt_job_envelope(const molt_job *j, const unsigned char **env, size_t *len);
+
+/* The Molt status code (1-7, docs/abi.md) the job ended with; 0 while it
+ * is pending or when it ended with a result. */
+MOLT_API int molt_job_error_code(const molt_job *j);
+
+/* How many times the job's task has been polled. */
+MOLT_API uint64_t molt_job_polls(const molt_job *j);
+
+/* Cancels the job's task: its next poll finishes it with a cancellation
+ * error (code 4), having done no more work. 0 also when it already
+ * finished; MOLT_ERROR when the unit refuses (the message says). */
+MOLT_API int molt_job_cancel(molt_job *j);
+
+/* Frees a job; a task still pending is cancelled and reaped first, so the
+ * unit's task slot is free again. NULL is a no-op. */
+MOLT_API void molt_job_free(molt_job *j);
+
 /* Calls `function` with a JSON request, validated against the function's
  * input schema; on success *json_out is the JSON result, validated against
- * the output schema (caller frees with free()). An error from the unit is
- * MOLT_EINVALID (validation class) or MOLT_ERROR, with its class, code,
- * path and message in molt_error_last(). */
+ * the output schema (caller frees with free()). Polls to completion under
+ * the unit's options (molt_unit_start, then molt_job_poll). An error from
+ * the unit is MOLT_EINVALID (validation class) or MOLT_ERROR, with its
+ * class, code, path and message in molt_error_last(); so is a timeout
+ * (runtime error 5) or an oversized result (runtime error 6). */
 MOLT_API int molt_unit_call_json(molt_unit *u, const char *function,
 				 const char *json_in, char **json_out);
 
@@ -97,9 +181,11 @@ MOLT_API int molt_unit_encode_request(molt_unit *u, const char *function,
 				      const char *json_in, unsigned char **out,
 				      size_t *out_len);
 
-/* Runs one raw envelope through the unit: call, then poll to completion.
- * *out (malloc'd, caller frees) is the result or error envelope;
- * *is_error is 1 for an error envelope. No validation: for byte-level tests. */
+/* Runs one raw envelope through the unit: call, then poll to completion
+ * under the unit's options. *out (malloc'd, caller frees) is the result or
+ * error envelope; *is_error is 1 for an error envelope. No validation: for
+ * byte-level tests. A timeout or an envelope over max_output is MOLT_ERROR
+ * (no envelope). */
 MOLT_API int molt_unit_call_envelope(molt_unit *u, uint32_t function_id,
 				     const unsigned char *env, size_t len,
 				     unsigned char **out, size_t *out_len,
