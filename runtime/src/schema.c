@@ -210,6 +210,21 @@ static cJSON *str_json(const msgpack_object_str *s)
 	return j;
 }
 
+/* An integer as JSON: a number while a double holds it exactly, else its
+ * exact decimal digits as a raw JSON number (cJSON stores doubles). */
+static cJSON *int_json(int64_t neg, uint64_t pos)
+{
+	char digits[24];
+
+	if (neg < 0 ? neg >= -9007199254740992LL : pos <= 9007199254740992ULL)
+		return cJSON_CreateNumber(neg < 0 ? (double)neg : (double)pos);
+	if (neg < 0)
+		snprintf(digits, sizeof(digits), "%lld", (long long)neg);
+	else
+		snprintf(digits, sizeof(digits), "%llu", (unsigned long long)pos);
+	return cJSON_CreateRaw(digits);
+}
+
 static int str_eq(const msgpack_object *o, const char *s)
 {
 	return o->type == MSGPACK_OBJECT_STR && o->via.str.size == strlen(s) &&
@@ -288,9 +303,9 @@ int molt__schema_decode(const cJSON *type, const msgpack_object *o, cJSON **out,
 		*out = cJSON_CreateBool(o->via.boolean);
 	} else if (!strcmp(k, "int")) {
 		if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
-			*out = cJSON_CreateNumber((double)o->via.u64);
+			*out = int_json(0, o->via.u64);
 		else if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
-			*out = cJSON_CreateNumber((double)o->via.i64);
+			*out = int_json(o->via.i64, 0);
 		else
 			return fail(path, "an integer", mp_kind(o));
 	} else if (!strcmp(k, "float")) {

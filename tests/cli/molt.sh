@@ -34,6 +34,9 @@ expect "fetch the wasm unit" 0 "hello@0.1.0 wasm32-wasi verified, manifest sha25
 m verify -r "$reg" hello@0.1.0
 expect "verify" 0 "ok: hello@0.1.0 for $native"
 
+m call -r "$reg" countdown@0.1.0 count '{"n":1000000000}'
+expect "integers past 2^53 come out exact" 0 '"sum":500000000500000000'
+
 # --- input errors -------------------------------------------------------
 m call -r "$reg" hello@0.1.0 greet '{"name":""}'
 expect "a validation error from the unit is exit 2 with its path" 2 "hello.greet: validation error 1 at name: expected a non-empty name"
