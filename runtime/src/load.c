@@ -1,6 +1,8 @@
 #define _GNU_SOURCE
 #include "internal.h"
 
+#include "arrowjson.h"
+
 #include "mr/digest.h"
 #include "mr/error.h"
 #include "mr/json.h"
@@ -333,6 +335,14 @@ static int schema_of(molt_unit *u, const cJSON *ref, const cJSON **doc)
 			    unit_name(u), unit_version(u), id ? id : "?", v);
 }
 
+/* 1 if a schema document's payloads are Arrow IPC streams. */
+static int is_arrow(const cJSON *schema)
+{
+	const char *codec = mr_json_str(schema, "codec");
+
+	return codec && !strcmp(codec, "arrow");
+}
+
 /* Validates `value` against `schema` (a schema document) and packs the
  * envelope [id, version, payload]. */
 static int encode_envelope(const cJSON *schema, const char *id, int version,
@@ -343,6 +353,11 @@ static int encode_envelope(const cJSON *schema, const char *id, int version,
 	char path[256] = "";
 	int rc;
 
+	if (is_arrow(schema))
+		return mr_error_set(MR_EINVALID,
+				    "schema %s@%d carries Arrow IPC streams, which are not built "
+				    "from JSON here; send the envelope's bytes instead "
+				    "(molt_unit_start_envelope)", id, version);
 	msgpack_sbuffer_init(&payload);
 	msgpack_sbuffer_init(&env);
 	msgpack_packer_init(&pk, &payload, msgpack_sbuffer_write);
@@ -655,7 +670,8 @@ done:
 
 /* Opens a result or error envelope; checks it names the expected schema. */
 static int open_envelope(const unsigned char *b, size_t len, const char *id, int version,
-			 msgpack_zone *zone, msgpack_object *payload)
+			 msgpack_zone *zone, msgpack_object *payload, const char **raw,
+			 size_t *raw_len)
 {
 	msgpack_object env;
 	const msgpack_object *v;
@@ -671,6 +687,16 @@ static int open_envelope(const unsigned char *b, size_t len, const char *id, int
 	    memcmp(v[0].via.str.ptr, id, strlen(id)) || v[1].via.u64 != (uint64_t)version)
 		return mr_error_set(MR_EVERIFY, "the unit's result envelope does not name schema %s@%d",
 				    id, version);
+	if (raw) { /* an Arrow payload: the caller reads the bytes */
+		*raw = v[2].via.bin.ptr;
+		*raw_len = v[2].via.bin.size;
+		return 0;
+	}
+	if (raw) { /* an Arrow payload: the caller reads the bytes */
+		*raw = v[2].via.bin.ptr;
+		*raw_len = v[2].via.bin.size;
+		return 0;
+	}
 	off = 0;
 	if (molt__msgpack_size((const unsigned char *)v[2].via.bin.ptr, v[2].via.bin.size) != v[2].via.bin.size ||
 	    msgpack_unpack(v[2].via.bin.ptr, v[2].via.bin.size, &off, zone, payload) !=
@@ -914,6 +940,8 @@ static int job_report(molt_job *j, char **json_out)
 	cJSON *result = NULL;
 	msgpack_zone zone;
 	msgpack_object payload;
+	const char *raw = NULL;
+	size_t raw_len = 0;
 	char path[256] = "";
 	int rc = 1;
 
@@ -923,7 +951,7 @@ static int job_report(molt_job *j, char **json_out)
 	if (!msgpack_zone_init(&zone, 4096))
 		return mr_error_set(MR_ERROR, "out of memory");
 	if (j->state == JOB_ERROR) {
-		if (!(rc = open_envelope(j->env, j->env_len, "molt.error", 1, &zone, &payload)))
+		if (!(rc = open_envelope(j->env, j->env_len, "molt.error", 1, &zone, &payload, NULL, NULL)))
 			rc = unit_error(u, j->function, &payload, &j->code);
 		if (rc == MR_EVERIFY)
 			j->code = 7;
@@ -934,11 +962,13 @@ static int job_report(molt_job *j, char **json_out)
 	if (!j->output) {
 		rc = mr_error_set(MR_EVERIFY, "the manifest has no such function, so its result "
 					      "can't be checked");
-	} else if (!(rc = open_envelope(j->env, j->env_len, mr_json_str(j->output, "id"),
-					entry_version(j->output), &zone, &payload)) &&
-		   !(rc = schema_of(u, j->output, &schema))) {
-		if ((rc = molt__schema_decode(cJSON_GetObjectItemCaseSensitive(schema, "type"),
-					      &payload, &result, path, sizeof(path)))) {
+	} else if (!(rc = schema_of(u, j->output, &schema)) &&
+		   !(rc = open_envelope(j->env, j->env_len, mr_json_str(j->output, "id"),
+					entry_version(j->output), &zone, &payload,
+					is_arrow(schema) ? &raw : NULL, &raw_len))) {
+		const cJSON *type = cJSON_GetObjectItemCaseSensitive(schema, "type");
+		if ((rc = raw ? molt__arrow_decode(type, raw, raw_len, &result, path, sizeof(path))
+			      : molt__schema_decode(type, &payload, &result, path, sizeof(path)))) {
 			mr_error_wrap(MR_EVERIFY, "the result breaks its schema %s",
 				      mr_json_str(j->output, "id"));
 			rc = MR_EVERIFY;

@@ -1,6 +1,9 @@
 /* The schema type language of docs/schemas.md, over cJSON and msgpack-c. */
 #include "internal.h"
 
+#include "arrowjson.h"
+#include "molt/arrow.h"
+
 #include "mr/error.h"
 #include "mr/json.h"
 #include "mr/schemadoc.h"
@@ -399,4 +402,130 @@ int molt__schema_decode(const cJSON *type, const msgpack_object *o, cJSON **out,
 		return rc;
 	}
 	return *out ? 0 : mr_error_set(MR_ERROR, "out of memory");
+}
+
+/* The Arrow type a record column of an arrow-codec schema allows, by its
+ * schema type name (docs/schemas.md: int is Int32 or Int64). */
+static int arrow_type_ok(const char *kind, molt_arrow_type t)
+{
+	if (!strcmp(kind, "int"))
+		return t == MOLT_ARROW_INT32 || t == MOLT_ARROW_INT64;
+	if (!strcmp(kind, "float"))
+		return t == MOLT_ARROW_FLOAT64;
+	if (!strcmp(kind, "bool"))
+		return t == MOLT_ARROW_BOOL;
+	return !strcmp(kind, "string") && t == MOLT_ARROW_UTF8;
+}
+
+static cJSON *arrow_value(const molt_arrow_column *c, molt_arrow_type t, int64_t row)
+{
+	char *tmp;
+	size_t len;
+	const char *p;
+	cJSON *j;
+
+	switch (t) {
+	case MOLT_ARROW_INT32:
+		return cJSON_CreateNumber(molt_arrow_int32_at(c, row));
+	case MOLT_ARROW_INT64: {
+		int64_t v = molt_arrow_int64_at(c, row);
+		return v < 0 ? int_json(v, 0) : int_json(0, (uint64_t)v);
+	}
+	case MOLT_ARROW_FLOAT64: {
+		double d = molt_arrow_float64_at(c, row);
+		return isfinite(d) ? cJSON_CreateNumber(d) : cJSON_CreateNull();
+	}
+	case MOLT_ARROW_BOOL:
+		return cJSON_CreateBool(molt_arrow_bool_at(c, row));
+	default:
+		p = molt_arrow_utf8_at(c, row, &len);
+		if (!(tmp = malloc(len + 1)))
+			return NULL;
+		if (len)
+			memcpy(tmp, p, len);
+		tmp[len] = '\0';
+		j = cJSON_CreateString(tmp);
+		free(tmp);
+		return j;
+	}
+}
+
+int molt__arrow_decode(const cJSON *type, const void *data, size_t len, cJSON **out,
+		       char *path, size_t n)
+{
+	const cJSON *cols = cJSON_GetObjectItemCaseSensitive(type, "record"), *f;
+	const molt_arrow_field *fields;
+	const molt_arrow_batch *b;
+	molt_arrow_reader *r = NULL;
+	molt_arrow_error err;
+	int64_t base = 0, row;
+	size_t i, ncols = (size_t)cJSON_GetArraySize(cols);
+	int rc = 0, got;
+
+	*out = NULL;
+	if (molt_arrow_reader_new(&r, data, len, 0, &err)) {
+		rc = mr_error_set(MR_EINVALID, "(payload): not an Arrow IPC stream: %s", err.text);
+		goto done;
+	}
+	fields = molt_arrow_reader_fields(r);
+	if (molt_arrow_reader_ncolumns(r) != ncols) {
+		rc = mr_error_set(MR_EINVALID, "(payload): expected %zu columns, found %zu", ncols,
+				  molt_arrow_reader_ncolumns(r));
+		goto done;
+	}
+	for (i = 0, f = cols->child; f; f = f->next, i++) {
+		const cJSON *arg, *ft = cJSON_GetObjectItemCaseSensitive(f, "type");
+		const char *kind = kind_of(ft, &arg);
+		if (!strcmp(kind, "nullable"))
+			kind = kind_of(arg, &arg);
+		if (strcmp(fields[i].name, mr_json_str(f, "name")) ||
+		    !arrow_type_ok(kind, fields[i].type)) {
+			rc = mr_error_set(MR_EINVALID,
+					  "(payload): column %zu: expected %s of type %s, found %s of "
+					  "type %s", i, mr_json_str(f, "name"), kind, fields[i].name,
+					  molt_arrow_type_name(fields[i].type));
+			goto done;
+		}
+	}
+	*out = cJSON_CreateArray();
+	while (*out && (got = molt_arrow_reader_next(r, &b, &err)) == 1) {
+		for (row = 0; row < b->length; row++) {
+			cJSON *o = cJSON_CreateObject();
+			cJSON_AddItemToArray(*out, o);
+			for (i = 0, f = cols->child; f; f = f->next, i++) {
+				const molt_arrow_column *c = &b->columns[i];
+				const cJSON *ft = cJSON_GetObjectItemCaseSensitive(f, "type");
+				cJSON *v;
+				if (!molt_arrow_is_valid(c, row)) {
+					if (!cJSON_GetObjectItemCaseSensitive(ft, "nullable")) {
+						snprintf(path, n, "[%lld].%s", (long long)(base + row),
+							 fields[i].name);
+						rc = mr_error_set(MR_EINVALID, "%s: expected a value, found null "
+								  "in a column that is not nullable", path);
+						goto done;
+					}
+					v = cJSON_CreateNull();
+				} else {
+					v = arrow_value(c, fields[i].type, row);
+				}
+				if (!v) {
+					rc = mr_error_set(MR_ERROR, "out of memory");
+					goto done;
+				}
+				cJSON_AddItemToObject(o, fields[i].name, v);
+			}
+		}
+		base += b->length;
+	}
+	if (!*out)
+		rc = mr_error_set(MR_ERROR, "out of memory");
+	else if (got < 0)
+		rc = mr_error_set(MR_EINVALID, "(payload): %s", err.text);
+done:
+	molt_arrow_reader_free(r);
+	if (rc) {
+		cJSON_Delete(*out);
+		*out = NULL;
+	}
+	return rc;
 }
