@@ -515,7 +515,7 @@ int mr_build(const mr_build_opts *o, const mr_recipe *r, unsigned target,
 	char *out = NULL, *artifact = NULL, *sdk = NULL, *libdirs[64];
 	const char *libnames[64];
 	char src_digest[MR_DIGEST_STR_LEN + 1], what[256];
-	size_t nlibs = 0, i;
+	size_t nlibs = 0, i, nsdk = 0;
 	argv_t objs = { { 0 }, 0 }, a = { { 0 }, 0 };
 	toolchain t;
 	int rc, k = 0;
@@ -547,17 +547,19 @@ int mr_build(const mr_build_opts *o, const mr_recipe *r, unsigned target,
 	if ((rc = collect_libs(o, r, target, set, libdirs, libnames, &nlibs, 64)))
 		goto done;
 
-	/* Compile: the recipe's sources, then (for modules) the SDK. */
+	/* Compile: the recipe's sources, then (for modules) the SDK; what a
+	 * unit does not use, --gc-sections drops. */
 	s = cJSON_GetObjectItemCaseSensitive(b, "sources")->child;
 	for (;; k++) {
+		static const char *const sdk_files[] = { "sdk/module.c", "sdk/mpsize.c",
+							 "sdk/arrow.c" };
 		char *file;
-		if (s) {
+		if (s)
 			file = mr_fs_join(src, s->valuestring);
-		} else if (module && k >= 0) {
-			file = mr_fs_join(sdk, "sdk/module.c");
-		} else {
+		else if (module && nsdk < sizeof(sdk_files) / sizeof(*sdk_files))
+			file = mr_fs_join(sdk, sdk_files[nsdk++]);
+		else
 			break;
-		}
 		argv_free(&a);
 		rc = common_flags(&a, &t, target, o, src, r->name);
 		rc |= add_list(&a, cJSON_GetObjectItemCaseSensitive(cflags, "all"), "");
@@ -586,8 +588,6 @@ int mr_build(const mr_build_opts *o, const mr_recipe *r, unsigned target,
 		}
 		if (s)
 			s = s->next;
-		else
-			break;
 	}
 
 	argv_free(&a);

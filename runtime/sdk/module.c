@@ -2,6 +2,7 @@
  * table below is the only global state, and it is declared, bounded and
  * owned by the ABI; a function's own progress lives in its task's state. */
 #include "molt/module.h"
+#include "molt/mpsize.h"
 
 #include <stdarg.h>
 #include <stdlib.h>
@@ -351,84 +352,6 @@ int molt_get_int(molt_task *t, const msgpack_object *map, const char *key, int64
 	return 0;
 }
 
-/* Reads a k-byte big-endian length at p[*at], if the bytes are there. */
-static int be_len(const unsigned char *p, size_t n, size_t *at, size_t k, uint64_t *v)
-{
-	size_t i;
-
-	if (k > n - *at)
-		return 0;
-	for (*v = 0, i = 0; i < k; i++)
-		*v = *v << 8 | p[(*at)++];
-	return 1;
-}
-
-/* The length of the MsgPack value at the start of p[0..n), or 0 when there
- * is no complete one or a length or count in it claims more than the n
- * bytes hold. msgpack_unpack reserves room for an array's or map's claimed
- * count before reading any of it, so without this check five bytes could
- * make it allocate gigabytes. (libmolt has the same walk, for the host.) */
-static size_t mp_size(const unsigned char *p, size_t n)
-{
-	static const unsigned char fixed[32] = {
-		/* c0-df: bytes after the type byte; 0xff marks the variable ones */
-		0, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 4, 8, 1, 2, 4, 8,
-		1, 2, 4, 8, 2, 3, 5, 9, 17, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-	};
-	size_t at = 0;
-	uint64_t want = 1; /* values still to read */
-
-	while (want) {
-		uint64_t len = 0, items = 0;
-		unsigned char c;
-
-		if (at >= n)
-			return 0;
-		c = p[at++];
-		want--;
-		if (c <= 0x7f || c >= 0xe0)
-			;
-		else if (c >= 0xa0 && c <= 0xbf)
-			len = c & 0x1f;
-		else if (c >= 0x90 && c <= 0x9f)
-			items = c & 0x0f;
-		else if (c >= 0x80 && c <= 0x8f)
-			items = 2u * (c & 0x0f);
-		else if (fixed[c - 0xc0] != 0xff)
-			len = fixed[c - 0xc0];
-		else if (c == 0xc4 || c == 0xd9 || c == 0xc7) {
-			if (!be_len(p, n, &at, 1, &len))
-				return 0;
-			len += c == 0xc7;
-		} else if (c == 0xc5 || c == 0xda || c == 0xc8) {
-			if (!be_len(p, n, &at, 2, &len))
-				return 0;
-			len += c == 0xc8;
-		} else if (c == 0xc6 || c == 0xdb || c == 0xc9) {
-			if (!be_len(p, n, &at, 4, &len))
-				return 0;
-			len += c == 0xc9;
-		} else if (c == 0xdc || c == 0xde) {
-			if (!be_len(p, n, &at, 2, &items))
-				return 0;
-			items <<= c == 0xde;
-		} else if (c == 0xdd || c == 0xdf) {
-			if (!be_len(p, n, &at, 4, &items))
-				return 0;
-			items <<= c == 0xdf;
-		} else {
-			return 0; /* 0xc1: never used */
-		}
-		if (len > n - at)
-			return 0;
-		at += len;
-		/* Every value takes at least a byte. */
-		if (items > n - at || (want += items) > n - at)
-			return 0;
-	}
-	return at;
-}
-
 /* Checks [schema_id, version, payload] and returns the payload bytes. */
 static int open_envelope(const msgpack_object *env, const char *id,
 			 uint32_t version, const char **payload, size_t *len,
@@ -473,7 +396,7 @@ int32_t molt_init(const void *cfg, uint32_t len)
 
 	if (!cfg || !msgpack_zone_init(&zone, 1024))
 		return cfg ? -MOLT_INTERNAL_ERROR : -MOLT_DECODE_ERROR;
-	if (mp_size(cfg, len) != len ||
+	if (molt__msgpack_size(cfg, len) != len ||
 	    msgpack_unpack((const char *)cfg, len, &off, &zone, &env) != MSGPACK_UNPACK_SUCCESS ||
 	    off != len ||
 	    open_envelope(&env, "molt.runtime_config", 1, &p, &plen, why, sizeof(why))) {
@@ -481,7 +404,7 @@ int32_t molt_init(const void *cfg, uint32_t len)
 		goto done;
 	}
 	off = 0;
-	if (mp_size((const unsigned char *)p, plen) != plen ||
+	if (molt__msgpack_size((const unsigned char *)p, plen) != plen ||
 	    msgpack_unpack(p, plen, &off, &zone, &payload) != MSGPACK_UNPACK_SUCCESS ||
 	    off != plen || payload.type != MSGPACK_OBJECT_MAP) {
 		rc = -MOLT_DECODE_ERROR;
@@ -578,7 +501,7 @@ static int decode_input(molt_task *t)
 	char why[256];
 	int code;
 
-	if (mp_size(t->raw, t->raw_len) != t->raw_len ||
+	if (molt__msgpack_size(t->raw, t->raw_len) != t->raw_len ||
 	    msgpack_unpack((const char *)t->raw, t->raw_len, &off, &t->zone, &env) !=
 		    MSGPACK_UNPACK_SUCCESS ||
 	    off != t->raw_len)
@@ -589,7 +512,7 @@ static int decode_input(molt_task *t)
 				  &plen, why, sizeof(why))))
 		return molt_fail(t, code, NULL, "%s: %s", t->fn->name, why);
 	off = 0;
-	if (mp_size((const unsigned char *)p, plen) != plen ||
+	if (molt__msgpack_size((const unsigned char *)p, plen) != plen ||
 	    msgpack_unpack(p, plen, &off, &t->zone, &t->input) != MSGPACK_UNPACK_SUCCESS ||
 	    off != plen)
 		return molt_fail(t, MOLT_DECODE_ERROR, NULL,
