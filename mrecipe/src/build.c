@@ -117,16 +117,18 @@ static void make_env(void)
 }
 
 /* Runs argv with output appended to `log` (or captured into `capture`). */
-static int run(argv_t *a, const char *log, mr_buf *capture, int verbose)
+static int run(argv_t *a, const char *log, mr_buf *capture, FILE *echo)
 {
 	posix_spawn_file_actions_t fa;
 	int pipefd[2] = { -1, -1 }, status, i, rc = 0;
 	pid_t pid;
 
-	if (verbose) {
+	if (echo) {
+		flockfile(echo);
 		for (i = 0; i < a->n; i++)
-			fprintf(stderr, "%s%s", i ? " " : "  $ ", a->v[i]);
-		fputc('\n', stderr);
+			fprintf(echo, "%s%s", i ? " " : "  $ ", a->v[i]);
+		fputc('\n', echo);
+		funlockfile(echo);
 	}
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
@@ -227,7 +229,7 @@ static int toolchain_find(toolchain *t, unsigned target)
 			return mr_error_set(MR_ERROR, "out of memory");
 		arg(&a, "%s", t->cc);
 		arg(&a, "-print-resource-dir");
-		if ((rc = run(&a, NULL, &out, 0)))
+		if ((rc = run(&a, NULL, &out, NULL)))
 			goto done;
 		out.data[strcspn((char *)out.data, "\n")] = '\0';
 		if (asprintf(&t->resource_inc, "%s/include", (char *)out.data) < 0)
@@ -237,7 +239,7 @@ static int toolchain_find(toolchain *t, unsigned target)
 	arg(&a, "%s", t->cc);
 	arg(&a, "--version");
 	out.len = 0;
-	if (!rc && !(rc = run(&a, NULL, &out, 0)) && out.data) {
+	if (!rc && !(rc = run(&a, NULL, &out, NULL)) && out.data) {
 		out.data[strcspn((char *)out.data, "\n")] = '\0';
 		snprintf(t->ident, sizeof(t->ident), "%s", (char *)out.data);
 	}
@@ -582,7 +584,7 @@ int mr_build(const mr_build_opts *o, const mr_recipe *r, unsigned target,
 		free(file);
 		if (rc || (rc = arg(&objs, "%s/%03d.o", obj, k)))
 			goto done;
-		if ((rc = run(&a, log, NULL, o->verbose))) {
+		if ((rc = run(&a, log, NULL, o->verbose ? o->log : NULL))) {
 			log_tail(log, what);
 			goto done;
 		}
@@ -603,7 +605,7 @@ int mr_build(const mr_build_opts *o, const mr_recipe *r, unsigned target,
 		free(libdir);
 		for (i = 0; !rc && i < (size_t)objs.n; i++)
 			rc = arg(&a, "%s", objs.v[i]);
-		if (rc || (rc = run(&a, log, NULL, o->verbose))) {
+		if (rc || (rc = run(&a, log, NULL, o->verbose ? o->log : NULL))) {
 			log_tail(log, what);
 			goto done;
 		}
@@ -617,7 +619,7 @@ int mr_build(const mr_build_opts *o, const mr_recipe *r, unsigned target,
 					     arg(&cp, "%s/.", from) | arg(&cp, "%s/include/", out);
 					mr_fs_mkdir_p(cp.v[4]);
 					if (!rc)
-						rc = run(&cp, log, NULL, o->verbose);
+						rc = run(&cp, log, NULL, o->verbose ? o->log : NULL);
 					argv_free(&cp);
 				}
 				free(from);
@@ -649,7 +651,7 @@ int mr_build(const mr_build_opts *o, const mr_recipe *r, unsigned target,
 		rc = mr_error_set(MR_ERROR, "out of memory");
 		goto done;
 	}
-	if ((rc = run(&a, log, NULL, o->verbose))) {
+	if ((rc = run(&a, log, NULL, o->verbose ? o->log : NULL))) {
 		log_tail(log, what);
 		goto done;
 	}
@@ -664,7 +666,7 @@ int mr_build(const mr_build_opts *o, const mr_recipe *r, unsigned target,
 		     arg(&opt, "--strip-producers") | arg(&opt, "%s", artifact) | arg(&opt, "-o") |
 		     arg(&opt, "%s", artifact);
 		free(wo);
-		if (!rc && (rc = run(&opt, log, NULL, o->verbose)))
+		if (!rc && (rc = run(&opt, log, NULL, o->verbose ? o->log : NULL)))
 			log_tail(log, what);
 		argv_free(&opt);
 		if (rc)
