@@ -13,8 +13,10 @@ extern const mr_cmd mrecipe_cmd_build;
 extern const mr_cmd mrecipe_cmd_keygen;
 extern const mr_cmd mrecipe_cmd_publish;
 extern const mr_cmd mrecipe_cmd_verify;
+extern const mr_cmd mrecipe_cmd_registry;
 extern const mr_cmd mrecipe_cmd_test;
 extern const mr_cmd mrecipe_cmd_schema;
+extern const mr_cmd mrecipe_cmd_pack;
 
 /* The repository's folders, as absolute paths. */
 typedef struct {
@@ -35,5 +37,11 @@ int read_passphrase(char **out, const char *file);
 
 /* Loads the signing key: $MRECIPE_SECRET_KEY (key text, for CI) or `file`. */
 int load_signing_key(mr_seckey **out, const char *file, const char *passfile);
+
+/* Loads one or more signing keys (at most MR_REGISTRY_MAX_KEYS into `out`):
+ * $MRECIPE_SECRET_KEY (key texts separated by a blank line) or `files`
+ * (paths joined by ':'). The caller frees each with mr_seckey_free. */
+int load_signing_keys(mr_seckey **out, size_t *n, const char *files,
+		      const char *passfile);
 
 #endif

@@ -14,7 +14,7 @@ static const mr_opt opts[] = {
 	{ "repo", 'C', "DIR", "the recipes repository (default: .)" },
 	{ "registry", 'r', "DIR", "the registry folder to publish into (created if missing)" },
 	{ "out", 'o', "DIR", "where 'mrecipe build' put its outputs (default: <repo>/build/out)" },
-	{ "secret-key", 's', "FILE", "signing key (or $MRECIPE_SECRET_KEY holding the key text)" },
+	{ "secret-key", 's', "FILE", "signing key(s), several joined by ':' (or $MRECIPE_SECRET_KEY: key texts separated by a blank line)" },
 	{ "passphrase-file", 0, "FILE", "the key's passphrase (else $MRECIPE_PASSPHRASE)" },
 	{ "expires-days", 0, "N", "days until the new snapshot expires (default: 365)" },
 	{ "all", 'a', NULL, "publish every module recipe (the default when none is named)" },
@@ -29,7 +29,8 @@ static int run(const mr_cmd *cmd, mr_args *args)
 	mr_build_opts o = { 0 };
 	mr_recipe_set set = { 0 };
 	mr_recipe **order = NULL;
-	mr_seckey *sk = NULL;
+	mr_seckey *keys[MR_REGISTRY_MAX_KEYS];
+	size_t nkeys = 0;
 	size_t n = 0, i;
 	long days = 365;
 	repo_paths p;
@@ -50,8 +51,8 @@ static int run(const mr_cmd *cmd, mr_args *args)
 	}
 	if ((rc = repo_open(&p, mr_args_get(cmd, args, "repo"), mr_args_get(cmd, args, "out"))))
 		return mr_cli_fail(PROG, rc);
-	if ((rc = load_signing_key(&sk, mr_args_get(cmd, args, "secret-key"),
-				   mr_args_get(cmd, args, "passphrase-file")))) {
+	if ((rc = load_signing_keys(keys, &nkeys, mr_args_get(cmd, args, "secret-key"),
+				    mr_args_get(cmd, args, "passphrase-file")))) {
 		rc = mr_cli_fail(PROG, rc);
 		goto done;
 	}
@@ -81,7 +82,7 @@ static int run(const mr_cmd *cmd, mr_args *args)
 					     order[i]->name, order[i]->version, mr_target_name(t),
 					     manifest, order[i]->name);
 				rc = 2;
-			} else if ((rc = mr_registry_publish(reg, sk, manifest, artifact, p.schemas,
+			} else if ((rc = mr_registry_publish(reg, keys, nkeys, manifest, artifact, p.schemas,
 							     (int)days, &same))) {
 				mr_error_wrap(rc, "publishing %s %s (%s)", order[i]->name,
 					      order[i]->version, mr_target_name(t));
@@ -99,7 +100,8 @@ static int run(const mr_cmd *cmd, mr_args *args)
 	if (!rc)
 		printf("%d units in %s\n", count, reg);
 done:
-	mr_seckey_free(sk);
+	while (nkeys)
+		mr_seckey_free(keys[--nkeys]);
 	free(order);
 	mr_recipe_set_free(&set);
 	repo_close(&p);

@@ -6,7 +6,7 @@
 static const mr_cmd *const table[] = {
 	&mrecipe_cmd_lint,    &mrecipe_cmd_build,  &mrecipe_cmd_test,
 	&mrecipe_cmd_keygen,  &mrecipe_cmd_publish, &mrecipe_cmd_verify,
-	&mrecipe_cmd_schema,
+	&mrecipe_cmd_registry, &mrecipe_cmd_schema,  &mrecipe_cmd_pack,
 };
 
 int main(int argc, char **argv)

@@ -423,10 +423,11 @@ static int collect_libs(const mr_build_opts *o, const mr_recipe *r,
 
 static int write_manifest(const char *path, const mr_recipe *r, unsigned target,
 			  const char *artifact, const char *src_digest,
-			  const toolchain *t, const char *schemas_dir)
+			  const toolchain *t, const char *schemas_dir,
+			  const mr_recipe_set *set)
 {
 	const cJSON *root = mr_recipe_json(r), *f;
-	cJSON *m = cJSON_CreateObject(), *a, *fns, *schemas, *deps, *prov, *d;
+	cJSON *m = cJSON_CreateObject(), *a, *fns, *schemas, *deps, *prov, *linked, *d;
 	char digest[MR_DIGEST_STR_LEN + 1];
 	char *text = NULL;
 	size_t size;
@@ -480,15 +481,23 @@ static int write_manifest(const char *path, const mr_recipe *r, unsigned target,
 			}
 		}
 	}
+	/* A unit's depends are the units it needs at run time (loaded
+	 * explicitly, never implicitly); libraries are linked in, so they are
+	 * provenance, with the exact version used. */
 	deps = cJSON_AddArrayToObject(m, "depends");
+	prov = cJSON_AddObjectToObject(m, "provenance");
+	linked = cJSON_AddArrayToObject(prov, "linked");
 	f = cJSON_GetObjectItemCaseSensitive(root, "depends");
 	for (f = f ? f->child : NULL; f; f = f->next) {
+		const mr_recipe *dep = mr_recipe_set_find(set, mr_json_str(f, "name"));
+		int lib = dep && !strcmp(dep->kind, "library");
 		d = cJSON_CreateObject();
 		cJSON_AddStringToObject(d, "name", mr_json_str(f, "name"));
-		cJSON_AddStringToObject(d, "version", mr_json_str(f, "version") ? mr_json_str(f, "version") : "*");
-		cJSON_AddItemToArray(deps, d);
+		cJSON_AddStringToObject(d, "version",
+					lib ? dep->version
+					    : mr_json_str(f, "version") ? mr_json_str(f, "version") : "*");
+		cJSON_AddItemToArray(lib ? linked : deps, d);
 	}
-	prov = cJSON_AddObjectToObject(m, "provenance");
 	cJSON_AddStringToObject(prov, "recipe", r->digest);
 	cJSON_AddStringToObject(prov, "source", src_digest);
 	cJSON_AddStringToObject(prov, "toolchain", t->ident);
@@ -680,7 +689,7 @@ int mr_build(const mr_build_opts *o, const mr_recipe *r, unsigned target,
 	{
 		char *mpath = mr_fs_join(out, "manifest.json");
 		rc = mpath ? write_manifest(mpath, r, target, artifact, src_digest, &t,
-					    o->schemas_dir)
+					    o->schemas_dir, set)
 			   : mr_error_set(MR_ERROR, "out of memory");
 		free(mpath);
 	}

@@ -10,6 +10,8 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sodium.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,22 +76,6 @@ static int read_json(cJSON **out, const char *path, mr_buf *raw)
 	return *out ? 0 : mr_error_set(MR_ERROR, "out of memory");
 }
 
-static int write_json(const char *path, const cJSON *v, mr_buf *bytes)
-{
-	char *text = cJSON_Print(v);
-	int rc;
-
-	if (!text)
-		return mr_error_set(MR_ERROR, "out of memory");
-	rc = mr_fs_write_atomic(path, text, strlen(text), 0644);
-	if (!rc && bytes) {
-		bytes->len = 0;
-		rc = mr_buf_puts(bytes, text);
-	}
-	free(text);
-	return rc;
-}
-
 static char *utc(time_t t)
 {
 	struct tm tm;
@@ -112,22 +98,134 @@ static int parse_utc(const char *s, time_t *out)
 	return 0;
 }
 
-/* Writes a new snapshot listing every index file with its digest and size. */
-static int write_snapshot(const char *root, const mr_seckey *sk, int days)
+void mr__fault(const char *point)
 {
-	char *snap = mr_fs_join(root, "snapshot.json"), *sigp = NULL, *idx = NULL;
-	char *exp = NULL, comment[160], digest[MR_DIGEST_STR_LEN + 1];
-	mr_buf raw = MR_BUF_INIT, sig = MR_BUF_INIT, bytes = MR_BUF_INIT;
-	cJSON *old = NULL, *s = cJSON_CreateObject(), *list;
+	static int hits;
+	const char *f = getenv("MRECIPE_FAULT");
+	size_t n = strlen(point);
+	long want = 1;
+
+	if (!f || strncmp(f, point, n) || (f[n] && f[n] != ':'))
+		return;
+	if (f[n] == ':')
+		want = strtol(f + n + 1, NULL, 10);
+	/* A crash, not an exit: no atexit handlers, no buffered output, no cleanup. */
+	if (++hits == want)
+		_exit(99);
+}
+
+int mr__reg_read_json(cJSON **out, const char *path, mr_buf *raw)
+{
+	return read_json(out, path, raw);
+}
+
+int mr__txn_put(mr__txn *t, const char *rel, const void *data, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < t->n && strcmp(t->rel[i], rel); i++)
+		;
+	if (i == t->n) {
+		if (t->n == t->cap) {
+			size_t cap = t->cap ? t->cap * 2 : 8;
+			char **r = realloc(t->rel, cap * sizeof(*r));
+			if (r)
+				t->rel = r;
+			mr_buf *d = r ? realloc(t->data, cap * sizeof(*d)) : NULL;
+			if (!d)
+				return mr_error_set(MR_ERROR, "out of memory");
+			t->data = d;
+			t->cap = cap;
+		}
+		if (!(t->rel[i] = strdup(rel)))
+			return mr_error_set(MR_ERROR, "out of memory");
+		t->data[i] = (mr_buf)MR_BUF_INIT;
+		t->n++;
+	}
+	t->data[i].len = 0;
+	t->data[i].max = META_MAX;
+	return mr_buf_put(&t->data[i], data, len);
+}
+
+const mr_buf *mr__txn_get(const mr__txn *t, const char *rel)
+{
+	size_t i;
+
+	for (i = 0; i < t->n; i++)
+		if (!strcmp(t->rel[i], rel))
+			return &t->data[i];
+	return NULL;
+}
+
+void mr__txn_free(mr__txn *t)
+{
+	size_t i;
+
+	for (i = 0; i < t->n; i++) {
+		free(t->rel[i]);
+		mr_buf_free(&t->data[i]);
+	}
+	free(t->rel);
+	free(t->data);
+	memset(t, 0, sizeof(*t));
+}
+
+static int cmp_key(const void *a, const void *b)
+{
+	char x[17], y[17];
+	mr_pubkey pa, pb;
+
+	mr_seckey_pubkey(*(mr_seckey *const *)a, &pa);
+	mr_seckey_pubkey(*(mr_seckey *const *)b, &pb);
+	mr_keyid_hex(x, pa.id);
+	mr_keyid_hex(y, pb.id);
+	return strcmp(x, y);
+}
+
+/* The keys sorted by key id (as printed); MR_EINVALID on a repeated id. */
+static int sort_keys(mr_seckey **out, mr_seckey *const *keys, size_t n)
+{
+	size_t i;
+
+	if (!n || n > MR_REGISTRY_MAX_KEYS)
+		return mr_error_set(MR_EINVALID, "expected 1 to %d signing keys, found %zu",
+				    MR_REGISTRY_MAX_KEYS, n);
+	memcpy(out, keys, n * sizeof(*out));
+	qsort(out, n, sizeof(*out), cmp_key);
+	for (i = 1; i < n; i++)
+		if (!cmp_key(&out[i - 1], &out[i])) {
+			char id[17];
+			mr_pubkey pk;
+			mr_seckey_pubkey(out[i], &pk);
+			mr_keyid_hex(id, pk.id);
+			return mr_error_set(MR_EINVALID, "key %s is given twice; pass each signing key once", id);
+		}
+	return 0;
+}
+
+/* Stages a new snapshot listing every index file (as the commit will leave
+ * it) with its digest and size, its signature by each key, and the removal
+ * of nothing: stale per-key signatures are deleted after the commit. */
+int mr__txn_snapshot(mr__txn *t, const char *root, mr_seckey *const *keys,
+		     size_t nkeys, int days)
+{
+	char *snap = mr_fs_join(root, "snapshot.json"), *idx = mr_fs_join(root, "index");
+	char *exp = utc(time(NULL) + (time_t)days * 86400), *text = NULL;
+	char comment[160], digest[MR_DIGEST_STR_LEN + 1];
+	mr_buf raw = MR_BUF_INIT, sig = MR_BUF_INIT;
+	mr_seckey *sorted[MR_REGISTRY_MAX_KEYS];
+	cJSON *old = NULL, *s = cJSON_CreateObject(), *list, *signers;
 	struct dirent **names = NULL;
 	double version = 1;
 	int rc = 0, n = 0, i;
+	size_t k;
 
-	if (!snap || !s || asprintf(&sigp, "%s.minisig", snap) < 0 ||
-	    !(idx = mr_fs_join(root, "index")) || !(exp = utc(time(NULL) + (time_t)days * 86400))) {
+	if (!snap || !idx || !exp || !s) {
 		rc = mr_error_set(MR_ERROR, "out of memory");
 		goto done;
 	}
+	if ((rc = sort_keys(sorted, keys, nkeys)))
+		goto done;
 	if (mr_fs_exists(snap)) {
 		if ((rc = read_json(&old, snap, &raw)))
 			goto done;
@@ -138,35 +236,104 @@ static int write_snapshot(const char *root, const mr_seckey *sk, int days)
 	cJSON_AddNumberToObject(s, "format", 1);
 	cJSON_AddNumberToObject(s, "version", version);
 	cJSON_AddStringToObject(s, "expires", exp);
+	signers = cJSON_AddArrayToObject(s, "signers");
+	for (k = 0; k < nkeys; k++) {
+		char id[17];
+		mr_pubkey pk;
+		mr_seckey_pubkey(sorted[k], &pk);
+		mr_keyid_hex(id, pk.id);
+		cJSON_AddItemToArray(signers, cJSON_CreateString(id));
+	}
 	list = cJSON_AddObjectToObject(s, "indexes");
 	if ((n = scandir(idx, &names, NULL, alphasort)) < 0) {
 		rc = mr_error_sys(MR_EIO, "listing %s", idx);
 		goto done;
 	}
-	for (i = 0; !rc && i < n; i++) {
-		size_t len = strlen(names[i]->d_name), size;
+	/* Staged index files that are new names are listed too. */
+	for (k = 0; k < t->n; k++) {
+		const char *r = t->rel[k];
+		size_t len = strlen(r);
 		char *p;
-		cJSON *e;
-		if (len < 6 || strcmp(names[i]->d_name + len - 5, ".json"))
+		if (strncmp(r, "index/", 6) || len < 12 || strcmp(r + len - 5, ".json"))
 			continue;
-		if (!(p = mr_fs_join(idx, names[i]->d_name))) {
-			rc = mr_error_set(MR_ERROR, "out of memory");
-			break;
-		}
-		if (!(rc = mr_digest_file(digest, p, &size))) {
-			names[i]->d_name[len - 5] = '\0';
-			e = cJSON_AddObjectToObject(list, names[i]->d_name);
-			cJSON_AddStringToObject(e, "digest", digest);
-			cJSON_AddNumberToObject(e, "size", (double)size);
+		if (!(p = mr_fs_join(root, r)) || mr_fs_exists(p)) {
+			free(p);
+			continue;
 		}
 		free(p);
+		mr_digest_buf(digest, t->data[k].data, t->data[k].len);
+		cJSON *e = cJSON_CreateObject();
+		cJSON_AddStringToObject(e, "digest", digest);
+		cJSON_AddNumberToObject(e, "size", (double)t->data[k].len);
+		char *nm = strndup(r + 6, len - 11);
+		if (!nm) {
+			cJSON_Delete(e);
+			rc = mr_error_set(MR_ERROR, "out of memory");
+			goto done;
+		}
+		cJSON_AddItemToObject(list, nm, e);
+		free(nm);
 	}
-	if (rc || (rc = write_json(snap, s, &bytes)))
+	for (i = 0; !rc && i < n; i++) {
+		size_t len = strlen(names[i]->d_name), size;
+		char *p = NULL, rel[300];
+		const mr_buf *staged;
+		cJSON *e;
+		if (len < 6 || len > 250 || strcmp(names[i]->d_name + len - 5, ".json"))
+			continue;
+		snprintf(rel, sizeof(rel), "index/%s", names[i]->d_name);
+		if ((staged = mr__txn_get(t, rel))) {
+			mr_digest_buf(digest, staged->data, staged->len);
+			size = staged->len;
+		} else if (!(p = mr_fs_join(idx, names[i]->d_name))) {
+			rc = mr_error_set(MR_ERROR, "out of memory");
+			break;
+		} else if ((rc = mr_digest_file(digest, p, &size))) {
+			free(p);
+			break;
+		}
+		free(p);
+		names[i]->d_name[len - 5] = '\0';
+		e = cJSON_CreateObject();
+		cJSON_AddStringToObject(e, "digest", digest);
+		cJSON_AddNumberToObject(e, "size", (double)size);
+		cJSON_AddItemToObject(list, names[i]->d_name, e);
+	}
+	if (rc)
 		goto done;
-	mr_digest_buf(digest, bytes.data, bytes.len);
+	/* Keys in byte order, so the listing does not depend on staging order. */
+	{
+		cJSON *sorted_list = cJSON_CreateObject(), *e;
+		while (list->child) {
+			cJSON *min = list->child;
+			for (e = list->child; e; e = e->next)
+				if (strcmp(e->string, min->string) < 0)
+					min = e;
+			cJSON_AddItemToObject(sorted_list, min->string,
+					      cJSON_DetachItemViaPointer(list, min));
+		}
+		cJSON_ReplaceItemInObjectCaseSensitive(s, "indexes", sorted_list);
+	}
+	if (!(text = cJSON_Print(s))) {
+		rc = mr_error_set(MR_ERROR, "out of memory");
+		goto done;
+	}
+	if ((rc = mr__txn_put(t, "snapshot.json", text, strlen(text))))
+		goto done;
+	mr_digest_buf(digest, text, strlen(text));
 	snprintf(comment, sizeof(comment), "molt snapshot %.0f %s", version, digest);
-	if (!(rc = mr_sign(&sig, sk, bytes.data, bytes.len, comment)))
-		rc = mr_fs_write_atomic(sigp, sig.data, sig.len, 0644);
+	for (k = 0; !rc && k < nkeys; k++) {
+		char id[17], rel[64];
+		mr_pubkey pk;
+		sig.len = 0;
+		mr_seckey_pubkey(sorted[k], &pk);
+		mr_keyid_hex(id, pk.id);
+		snprintf(rel, sizeof(rel), "snapshot.json.%s.minisig", id);
+		if (!(rc = mr_sign(&sig, sorted[k], text, strlen(text), comment)))
+			rc = mr__txn_put(t, rel, sig.data, sig.len);
+		if (!rc && k == 0)
+			rc = mr__txn_put(t, "snapshot.json.minisig", sig.data, sig.len);
+	}
 done:
 	for (i = 0; i < n; i++)
 		free(names[i]);
@@ -175,11 +342,172 @@ done:
 	cJSON_Delete(s);
 	mr_buf_free(&raw);
 	mr_buf_free(&sig);
-	mr_buf_free(&bytes);
 	free(snap);
-	free(sigp);
 	free(idx);
 	free(exp);
+	free(text);
+	return rc;
+}
+
+static int rel_ok(const char *r)
+{
+	return *r && *r != '/' && !strstr(r, "..") && !strchr(r, '\n');
+}
+
+/* Renames every <path>.new named by the journal into place, then removes
+ * the journal. Safe to repeat: a path whose .new is gone was done. */
+static int roll_forward(const char *root, const char *journal)
+{
+	mr_buf j = MR_BUF_INIT;
+	char *line, *save = NULL, *jp = mr_fs_join(root, journal);
+	int rc, step = 0;
+
+	if (!jp)
+		return mr_error_set(MR_ERROR, "out of memory");
+	if ((rc = mr_fs_read(&j, jp, META_MAX)))
+		goto done;
+	if (strncmp((char *)j.data, "molt-journal 1\n", 15)) {
+		rc = mr_error_set(MR_EINVALID, "%s: expected a journal starting 'molt-journal 1'; "
+				  "remove it if no publish is running", jp);
+		goto done;
+	}
+	for (line = strtok_r((char *)j.data + 15, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		char *dst = mr_fs_join(root, line), *src = NULL;
+		if (!rel_ok(line) || !dst || asprintf(&src, "%s.new", dst) < 0) {
+			free(dst);
+			rc = mr_error_set(MR_EINVALID, "%s: bad path '%s' in the journal", jp, line);
+			goto done;
+		}
+		if (mr_fs_exists(src) && rename(src, dst) < 0)
+			rc = mr_error_sys(MR_EIO, "renaming %s to %s", src, dst);
+		free(src);
+		free(dst);
+		if (rc)
+			goto done;
+		step++;
+		mr__fault("commit-rename");
+	}
+	/* Make the renames durable before forgetting them. */
+	{
+		char *d = mr_fs_join(root, "index");
+		int fd = d ? open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+		if (fd >= 0) {
+			fsync(fd);
+			close(fd);
+		}
+		free(d);
+		fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd >= 0) {
+			fsync(fd);
+			close(fd);
+		}
+	}
+	if (unlink(jp) < 0)
+		rc = mr_error_sys(MR_EIO, "removing %s", jp);
+done:
+	(void)step;
+	mr_buf_free(&j);
+	free(jp);
+	return rc;
+}
+
+int mr__reg_recover_locked(const char *root, int *done)
+{
+	char *jp = mr_fs_join(root, ".pending");
+	int rc = 0;
+
+	*done = 0;
+	if (!jp)
+		return mr_error_set(MR_ERROR, "out of memory");
+	if (mr_fs_exists(jp)) {
+		*done = 1;
+		rc = roll_forward(root, ".pending");
+	}
+	free(jp);
+	return rc;
+}
+
+int mr_registry_recover(const char *root, int *done)
+{
+	int fd = -1, rc;
+
+	*done = 0;
+	if ((rc = mr__reg_lock(root, &fd)))
+		return rc;
+	rc = mr__reg_recover_locked(root, done);
+	close(fd);
+	return rc;
+}
+
+/* Removes snapshot.json.<KEYID>.minisig files of keys that no longer sign. */
+static void drop_stale_sigs(const char *root, const mr__txn *t)
+{
+	DIR *d = opendir(root);
+	struct dirent *e;
+
+	while (d && (e = readdir(d))) {
+		size_t len = strlen(e->d_name);
+		char rel[300];
+		if (strncmp(e->d_name, "snapshot.json.", 14) || len < 22 || len > 250 ||
+		    strcmp(e->d_name + len - 8, ".minisig") || !strcmp(e->d_name, "snapshot.json.minisig"))
+			continue;
+		snprintf(rel, sizeof(rel), "%s", e->d_name);
+		if (!mr__txn_get(t, rel)) {
+			char *p = mr_fs_join(root, e->d_name);
+			if (p)
+				unlink(p);
+			free(p);
+		}
+	}
+	if (d)
+		closedir(d);
+}
+
+int mr__txn_commit(mr__txn *t, const char *root)
+{
+	mr_buf j = MR_BUF_INIT;
+	char *jp = mr_fs_join(root, ".pending");
+	int rc, dummy;
+	size_t i, pass;
+
+	if (!jp)
+		return mr_error_set(MR_ERROR, "out of memory");
+	if ((rc = mr__reg_recover_locked(root, &dummy)))
+		goto done;
+	/* Stage: each file complete under <path>.new (itself written atomically). */
+	for (i = 0; i < t->n && !rc; i++) {
+		char *p = NULL;
+		if (!rel_ok(t->rel[i]) || asprintf(&p, "%s/%s.new", root, t->rel[i]) < 0) {
+			rc = mr_error_set(MR_ERROR, "out of memory");
+			break;
+		}
+		rc = mr_fs_write_atomic(p, t->data[i].data, t->data[i].len, 0644);
+		free(p);
+		mr__fault("stage");
+	}
+	if (rc)
+		goto done;
+	/* The journal lists index files first, the snapshot's signatures before
+	 * snapshot.json itself; its rename is the commit point. */
+	mr_buf_puts(&j, "molt-journal 1\n");
+	for (pass = 0; pass < 3; pass++)
+		for (i = 0; i < t->n; i++) {
+			int is_idx = !strncmp(t->rel[i], "index/", 6);
+			int is_snap = !strcmp(t->rel[i], "snapshot.json");
+			if ((pass == 0 && is_idx) || (pass == 1 && !is_idx && !is_snap) ||
+			    (pass == 2 && is_snap))
+				mr_buf_printf(&j, "%s\n", t->rel[i]);
+		}
+	if ((rc = mr_fs_write_atomic(jp, j.data, j.len, 0644)))
+		goto done;
+	mr__fault("after-journal");
+	if ((rc = roll_forward(root, ".pending")))
+		goto done;
+	mr__fault("after-commit");
+	drop_stale_sigs(root, t);
+done:
+	mr_buf_free(&j);
+	free(jp);
 	return rc;
 }
 
@@ -204,20 +532,23 @@ static int init_layout(const char *root)
 	return rc;
 }
 
-/* Adds the manifest to index/<name>.json; *same when it is already there. */
-static int update_index(const char *root, const cJSON *m, const char *mdigest,
-			size_t msize, const char *sdigest, int *same)
+/* Stages index/<name>.json with the manifest added (with `sigs` NULL, only
+ * checks); *same when it is already there with the same manifest. */
+static int update_index(mr__txn *t, const char *root, const cJSON *m,
+			const char *mdigest, size_t msize, const cJSON *sigs, int *same)
 {
 	const char *name = mr_json_str(m, "name"), *version = mr_json_str(m, "version");
 	const char *target = mr_json_str(m, "target");
-	char *path = NULL;
+	char *path = NULL, *rel = NULL, *text = NULL;
 	mr_buf raw = MR_BUF_INIT;
-	cJSON *idx = NULL, *versions, *v, *t;
+	cJSON *idx = NULL, *versions, *v, *tg;
 	int rc = 0;
 
 	*same = 0;
-	if (asprintf(&path, "%s/index/%s.json", root, name) < 0)
-		return mr_error_set(MR_ERROR, "out of memory");
+	if (asprintf(&rel, "index/%s.json", name) < 0 || !(path = mr_fs_join(root, rel))) {
+		rc = mr_error_set(MR_ERROR, "out of memory");
+		goto done;
+	}
 	if (mr_fs_exists(path)) {
 		if ((rc = read_json(&idx, path, &raw)))
 			goto done;
@@ -229,33 +560,43 @@ static int update_index(const char *root, const cJSON *m, const char *mdigest,
 	}
 	versions = cJSON_GetObjectItemCaseSensitive(idx, "versions");
 	if (!cJSON_IsObject(versions)) {
-		rc = mr_error_set(MR_EVERIFY, "%s: no 'versions' object; the index is damaged", path);
+		rc = mr_error_set(MR_EVERIFY, "%s: expected a 'versions' object, found none; "
+				  "the index is damaged: run 'mrecipe registry verify'", path);
 		goto done;
 	}
 	if (!(v = cJSON_GetObjectItemCaseSensitive(versions, version)))
 		v = cJSON_AddObjectToObject(versions, version);
-	if ((t = cJSON_GetObjectItemCaseSensitive(v, target))) {
-		const char *have = mr_json_str(t, "manifest");
+	if ((tg = cJSON_GetObjectItemCaseSensitive(v, target))) {
+		const char *have = mr_json_str(tg, "manifest");
 		if (have && !strcmp(have, mdigest)) {
 			*same = 1;
 			goto done;
 		}
 		rc = mr_error_set(MR_EEXISTS,
-				  "%s@%s for %s is already published with manifest %s; "
-				  "published versions never change: bump the version in "
-				  "recipe.json", name, version, target, have ? have : "?");
+				  "%s@%s for %s is already published with manifest %s "
+				  "(%s), found a different manifest %s; published versions "
+				  "never change: bump the version in recipe.json",
+				  name, version, target, have ? have : "?", path, mdigest);
 		goto done;
 	}
-	t = cJSON_AddObjectToObject(v, target);
-	cJSON_AddStringToObject(t, "manifest", mdigest);
-	cJSON_AddNumberToObject(t, "size", (double)msize);
-	cJSON_AddStringToObject(t, "signature", sdigest);
-	cJSON_AddBoolToObject(t, "yanked", 0);
-	rc = write_json(path, idx, NULL);
+	if (!sigs || !cJSON_GetArraySize(sigs))
+		goto done;
+	tg = cJSON_AddObjectToObject(v, target);
+	cJSON_AddStringToObject(tg, "manifest", mdigest);
+	cJSON_AddNumberToObject(tg, "size", (double)msize);
+	cJSON_AddStringToObject(tg, "signature", cJSON_GetArrayItem(sigs, 0)->valuestring);
+	cJSON_AddItemToObject(tg, "signatures", cJSON_Duplicate(sigs, 1));
+	cJSON_AddBoolToObject(tg, "yanked", 0);
+	if (!(text = cJSON_Print(idx)))
+		rc = mr_error_set(MR_ERROR, "out of memory");
+	else
+		rc = mr__txn_put(t, rel, text, strlen(text));
 done:
 	cJSON_Delete(idx);
 	mr_buf_free(&raw);
 	free(path);
+	free(rel);
+	free(text);
 	return rc;
 }
 
@@ -270,32 +611,64 @@ static int is_wasm(const cJSON *m, const mr_buf *art)
 	       (art->len >= 4 && !memcmp(art->data, "\0asm", 4));
 }
 
-static int lock_registry(const char *root, int *fd)
+int mr__reg_lock(const char *root, int *fd)
 {
 	char *p = mr_fs_join(root, ".lock");
 
 	*fd = p ? open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0644) : -1;
 	free(p);
 	if (*fd < 0)
+		return mr_error_sys(MR_EIO, "locking registry %s (creating %s/.lock)", root, root);
+	if (flock(*fd, LOCK_EX) < 0) {
+		close(*fd);
+		*fd = -1;
 		return mr_error_sys(MR_EIO, "locking registry %s", root);
-	if (flock(*fd, LOCK_EX) < 0)
-		return mr_error_sys(MR_EIO, "locking registry %s", root);
+	}
 	return 0;
 }
 
-int mr_registry_publish(const char *root, const mr_seckey *sk,
+int mr__sign_manifest(const char *root, mr_seckey *const *keys, size_t nkeys,
+		      const cJSON *m, const char *mdigest, const mr_buf *mraw,
+		      cJSON *sigs)
+{
+	mr_seckey *sorted[MR_REGISTRY_MAX_KEYS];
+	mr_buf sig = MR_BUF_INIT;
+	char comment[256], sdigest[MR_DIGEST_STR_LEN + 1];
+	size_t k;
+	int rc;
+
+	if ((rc = sort_keys(sorted, keys, nkeys)))
+		return rc;
+	mr_unit_comment(comment, sizeof(comment), mr_json_str(m, "name"),
+			mr_json_str(m, "version"), mr_json_str(m, "target"), mdigest);
+	for (k = 0; !rc && k < nkeys; k++) {
+		sig.len = 0;
+		if (!(rc = mr_sign(&sig, sorted[k], mraw->data, mraw->len, comment)) &&
+		    !(rc = put_blob(root, sig.data, sig.len, sdigest))) {
+			cJSON_AddItemToArray(sigs, cJSON_CreateString(sdigest));
+			mr__fault("after-signature-blob");
+		}
+	}
+	mr_buf_free(&sig);
+	return rc;
+}
+
+int mr_registry_publish(const char *root, mr_seckey *const *keys, size_t nkeys,
 			const char *manifest_path, const char *artifact_path,
 			const char *schemas_dir, int expires_days, int *unchanged)
 {
-	mr_buf mraw = MR_BUF_INIT, art = MR_BUF_INIT, sig = MR_BUF_INIT;
+	mr_buf mraw = MR_BUF_INIT, art = MR_BUF_INIT;
 	char mdigest[MR_DIGEST_STR_LEN + 1], adigest[MR_DIGEST_STR_LEN + 1];
-	char sdigest[MR_DIGEST_STR_LEN + 1], comment[256];
+	mr_seckey *sorted[MR_REGISTRY_MAX_KEYS];
 	const cJSON *a, *s;
-	cJSON *m = NULL;
+	cJSON *m = NULL, *sigs = cJSON_CreateArray();
+	mr__txn txn = { 0 };
 	int rc, fd = -1, same = 0;
 
 	*unchanged = 0;
-	if ((rc = read_json(&m, manifest_path, &mraw)) ||
+	if (!sigs)
+		return mr_error_set(MR_ERROR, "out of memory");
+	if ((rc = sort_keys(sorted, keys, nkeys)) || (rc = read_json(&m, manifest_path, &mraw)) ||
 	    (rc = mr_manifest_check(m, NULL, NULL, NULL)))
 		goto done;
 	art.max = ARTIFACT_MAX;
@@ -317,12 +690,22 @@ int mr_registry_publish(const char *root, const mr_seckey *sk,
 		mr_error_wrap(rc, "%s", artifact_path);
 		goto done;
 	}
-	if ((rc = init_layout(root)) || (rc = lock_registry(root, &fd)))
+	if ((rc = init_layout(root)) || (rc = mr__reg_lock(root, &fd)))
 		goto done;
+	mr__fault("after-lock");
+	mr_digest_buf(mdigest, mraw.data, mraw.len);
+	/* Refuse a changed version, or stop on an unchanged one, before writing. */
+	if ((rc = update_index(&txn, root, m, mdigest, mraw.len, NULL, &same)))
+		goto done;
+	if (same) {
+		*unchanged = 1;
+		goto done;
+	}
 	/* Blobs first, index and snapshot last: a reader never sees an index
 	 * entry whose blobs are missing. */
 	if ((rc = put_blob(root, art.data, art.len, adigest)))
 		goto done;
+	mr__fault("after-artifact-blob");
 	s = cJSON_GetObjectItemCaseSensitive(m, "schemas");
 	for (s = s ? s->child : NULL; s; s = s->next) {
 		mr_buf canon = MR_BUF_INIT;
@@ -340,27 +723,25 @@ int mr_registry_publish(const char *root, const mr_seckey *sk,
 		mr_buf_free(&canon);
 		if (rc)
 			goto done;
+		mr__fault("after-schema-blob");
 	}
 	if ((rc = put_blob(root, mraw.data, mraw.len, mdigest)))
 		goto done;
-	mr_unit_comment(comment, sizeof(comment), mr_json_str(m, "name"),
-			mr_json_str(m, "version"), mr_json_str(m, "target"), mdigest);
-	if ((rc = mr_sign(&sig, sk, mraw.data, mraw.len, comment)) ||
-	    (rc = put_blob(root, sig.data, sig.len, sdigest)))
+	mr__fault("after-manifest-blob");
+	if ((rc = mr__sign_manifest(root, keys, nkeys, m, mdigest, &mraw, sigs)) ||
+	    (rc = update_index(&txn, root, m, mdigest, mraw.len, sigs, &same)) ||
+	    (rc = mr__txn_snapshot(&txn, root, keys, nkeys, expires_days)))
 		goto done;
-	if ((rc = update_index(root, m, mdigest, mraw.len, sdigest, &same)))
-		goto done;
-	if (same)
-		*unchanged = 1;
-	else
-		rc = write_snapshot(root, sk, expires_days);
+	mr__fault("before-commit");
+	rc = mr__txn_commit(&txn, root);
 done:
 	if (fd >= 0)
 		close(fd);
+	mr__txn_free(&txn);
 	cJSON_Delete(m);
+	cJSON_Delete(sigs);
 	mr_buf_free(&mraw);
 	mr_buf_free(&art);
-	mr_buf_free(&sig);
 	return rc;
 }
 
@@ -426,10 +807,20 @@ static void problem(mr_buf *report, int *count, const char *fmt, ...)
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
 	mr_buf_printf(report, "%s\n", line);
-	(*count)++;
+	if (count)
+		(*count)++;
 }
 
-static void verify_blobs(const char *root, mr_buf *report, int *count)
+/* 1 for names a writer uses before a rename: "<x>.tmp.<pid>", "<x>.new". */
+static int is_temp_name(const char *n)
+{
+	size_t len = strlen(n);
+
+	return strstr(n, ".tmp.") || (len > 4 && !strcmp(n + len - 4, ".new"));
+}
+
+static void verify_blobs(const char *root, char *const *refs, size_t nrefs,
+			 mr_buf *report, int *count)
 {
 	char *dir = mr_fs_join(root, "blobs/sha256");
 	struct dirent *e;
@@ -440,8 +831,14 @@ static void verify_blobs(const char *root, mr_buf *report, int *count)
 		if (e->d_name[0] == '.')
 			continue;
 		p = mr_fs_join(dir, e->d_name);
-		if (p && !mr_digest_file(digest, p, NULL) && strcmp(digest + 7, e->d_name))
+		if (p && is_temp_name(e->d_name))
+			problem(report, NULL, "warning: %s: temporary file of an interrupted write; "
+				"'mrecipe registry gc --delete' removes it", p);
+		else if (p && !mr_digest_file(digest, p, NULL) && strcmp(digest + 7, e->d_name))
 			problem(report, count, "%s: content hashes to %s, not its name", p, digest);
+		else if (p && refs && !mr__refs_has(refs, nrefs, digest))
+			problem(report, NULL, "warning: %s: unreferenced blob (no index entry names it); "
+				"'mrecipe registry gc --delete' removes it", p);
 		free(p);
 	}
 	if (d)
@@ -449,28 +846,84 @@ static void verify_blobs(const char *root, mr_buf *report, int *count)
 	free(dir);
 }
 
+/* Reads the key id of a minisign signature text; -1 if it is not one. */
+static int sig_keyid(const mr_buf *sig, unsigned char id[MR_KEYID_LEN])
+{
+	const char *s = (const char *)sig->data, *l2 = memchr(s, '\n', sig->len), *end;
+	unsigned char bin[2 + MR_KEYID_LEN + 64];
+	size_t got;
+
+	if (!l2++ || !(end = memchr(l2, '\n', sig->len - (size_t)(l2 - s))))
+		return -1;
+	if (sodium_base642bin(bin, sizeof(bin), l2, (size_t)(end - l2), NULL, &got, NULL,
+			      sodium_base64_VARIANT_ORIGINAL) || got != sizeof(bin))
+		return -1;
+	memcpy(id, bin + 2, MR_KEYID_LEN);
+	return 0;
+}
+
+static int trusted(const mr_pubkey *keys, size_t n, const unsigned char id[MR_KEYID_LEN])
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (!memcmp(keys[i].id, id, MR_KEYID_LEN))
+			return 1;
+	return 0;
+}
+
 static void verify_target(const char *root, const mr_pubkey *keys, size_t nkeys,
 			  const char *name, const char *version, const char *target,
 			  const cJSON *t, mr_buf *report, int *count)
 {
-	mr_buf m = MR_BUF_INIT, sig = MR_BUF_INIT;
-	const char *md = mr_json_str(t, "manifest"), *sd = mr_json_str(t, "signature");
-	char *mp = md ? mr_blob_path(root, md) : NULL, *sp = sd ? mr_blob_path(root, sd) : NULL;
-	char comment_want[256], *comment = NULL;
+	mr_buf m = MR_BUF_INIT;
+	const char *md = mr_json_str(t, "manifest"), *first = mr_json_str(t, "signature");
+	const cJSON *sigs = cJSON_GetObjectItemCaseSensitive(t, "signatures"), *e;
+	char *mp = md ? mr_blob_path(root, md) : NULL;
+	char comment_want[256];
 	mr_json *doc = NULL;
+	int good = 0, seen = 0;
 
-	if (!mp || !sp || mr_fs_read(&m, mp, META_MAX) || mr_fs_read(&sig, sp, 1 << 16)) {
-		problem(report, count, "index/%s.json: %s@%s %s: manifest or signature blob missing or unreadable",
-			name, name, version, target);
+	if (!mp || mr_fs_read(&m, mp, META_MAX)) {
+		problem(report, count, "index/%s.json: %s@%s %s: manifest blob %s missing or unreadable",
+			name, name, version, target, md ? md : "(none named)");
 		goto done;
 	}
+	if (sigs && (!cJSON_IsArray(sigs) || !cJSON_GetArraySize(sigs) || !first ||
+		     !cJSON_IsString(sigs->child) || strcmp(first, sigs->child->valuestring)))
+		problem(report, count, "index/%s.json: %s@%s %s: 'signature' must equal the first of "
+			"'signatures'", name, name, version, target);
 	mr_unit_comment(comment_want, sizeof(comment_want), name, version, target, md);
-	if (mr_verify(keys, nkeys, (char *)sig.data, sig.len, m.data, m.len, &comment)) {
-		problem(report, count, "%s: %s", mp, mr_error_last());
-		goto done;
+	for (e = sigs ? sigs->child : NULL; !sigs || e; e = e ? e->next : NULL) {
+		const char *sd = sigs ? (cJSON_IsString(e) ? e->valuestring : NULL) : first;
+		char *sp = sd ? mr_blob_path(root, sd) : NULL, *comment = NULL;
+		unsigned char id[MR_KEYID_LEN];
+		mr_buf sig = MR_BUF_INIT;
+		seen++;
+		if (!sp || mr_fs_read(&sig, sp, 1 << 16)) {
+			problem(report, count, "index/%s.json: %s@%s %s: signature blob %s missing or unreadable",
+				name, name, version, target, sd ? sd : "(none named)");
+		} else if (sig_keyid(&sig, id)) {
+			problem(report, count, "%s: expected a minisign signature, found something else", sp);
+		} else if (!trusted(keys, nkeys, id)) {
+			/* Another key's signature (e.g. during a rotation): not ours to judge. */
+		} else if (mr_verify(keys, nkeys, (char *)sig.data, sig.len, m.data, m.len, &comment)) {
+			problem(report, count, "%s: signature %s: %s", mp, sp, mr_error_last());
+		} else if (strcmp(comment, comment_want)) {
+			problem(report, count, "%s: signed comment is '%s', expected '%s'", sp, comment, comment_want);
+		} else {
+			good++;
+		}
+		free(comment);
+		free(sp);
+		mr_buf_free(&sig);
+		if (!sigs)
+			break;
 	}
-	if (strcmp(comment, comment_want))
-		problem(report, count, "%s: signed comment is '%s', expected '%s'", sp, comment, comment_want);
+	if (!good && seen)
+		problem(report, count, "%s: %s@%s %s has no valid signature by a trusted key "
+			"(%d signature%s checked); sign it with 'mrecipe registry refresh --resign'",
+			mp, name, version, target, seen, seen == 1 ? "" : "s");
 	if (mr_json_parse(&doc, mp, (char *)m.data, m.len) ||
 	    mr_manifest_check(mr_json_root(doc), name, version, target)) {
 		problem(report, count, "%s: %s", mp, mr_error_last());
@@ -478,39 +931,106 @@ static void verify_target(const char *root, const mr_pubkey *keys, size_t nkeys,
 	}
 	{
 		const cJSON *a = cJSON_GetObjectItemCaseSensitive(mr_json_root(doc), "artifact");
+		const cJSON *s = cJSON_GetObjectItemCaseSensitive(mr_json_root(doc), "schemas");
 		char *ap = mr_blob_path(root, mr_json_str(a, "digest"));
 		if (!ap || !mr_fs_exists(ap))
 			problem(report, count, "%s: artifact %s is missing", mp, mr_json_str(a, "digest"));
 		free(ap);
+		for (s = s ? s->child : NULL; s; s = s->next) {
+			const char *sd = mr_json_str(s, "digest");
+			char *p = sd ? mr_blob_path(root, sd) : NULL;
+			if (!p || !mr_fs_exists(p))
+				problem(report, count, "%s: schema %s blob %s is missing", mp,
+					mr_json_str(s, "id") ? mr_json_str(s, "id") : "?", sd ? sd : "?");
+			free(p);
+		}
 	}
 done:
-	free(comment);
 	mr_json_free(doc);
 	mr_buf_free(&m);
-	mr_buf_free(&sig);
 	free(mp);
+}
+
+/* Verifies snapshot.json against each of its signature files; *out is the
+ * parsed snapshot when at least one trusted key's signature holds. */
+static void verify_snapshot(cJSON **out, const char *root, const mr_pubkey *keys,
+			    size_t nkeys, mr_buf *report, int *count)
+{
+	char *sp = mr_fs_join(root, "snapshot.json");
+	mr_buf snap = MR_BUF_INIT;
+	struct dirent **names = NULL;
+	int n = 0, i, good = 0, tried = 0;
+
+	*out = NULL;
+	if (!sp || mr_fs_read(&snap, sp, META_MAX)) {
+		problem(report, count, "%s: %s", sp ? sp : root, mr_error_last());
+		goto done;
+	}
+	n = scandir(root, &names, NULL, alphasort);
+	for (i = 0; i < n; i++) {
+		const char *nm = names[i]->d_name;
+		size_t len = strlen(nm);
+		mr_buf sig = MR_BUF_INIT;
+		unsigned char id[MR_KEYID_LEN];
+		cJSON *s = NULL;
+		char *p;
+		if (strncmp(nm, "snapshot.json.", 14) || len < 22 || strcmp(nm + len - 8, ".minisig"))
+			continue;
+		if (!(p = mr_fs_join(root, nm)))
+			break;
+		if (mr_fs_read(&sig, p, 1 << 16) || sig_keyid(&sig, id)) {
+			problem(report, count, "%s: expected a minisign signature, found none", p);
+		} else if (trusted(keys, nkeys, id)) {
+			tried++;
+			if (mr_snapshot_verify(&s, keys, nkeys, &snap, &sig, time(NULL)))
+				problem(report, count, "%s: %s", p, mr_error_last());
+			else if (!*out)
+				*out = s, s = NULL, good++;
+			else
+				good++;
+		}
+		cJSON_Delete(s);
+		mr_buf_free(&sig);
+		free(p);
+	}
+	if (!good && !tried)
+		problem(report, count, "%s: expected a signature by a trusted key in "
+			"snapshot.json.minisig or snapshot.json.<KEYID>.minisig, found none; "
+			"check the -k keys, or re-sign with 'mrecipe registry refresh'", sp);
+done:
+	if (!good) {
+		cJSON_Delete(*out);
+		*out = NULL;
+	}
+	for (i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	mr_buf_free(&snap);
 	free(sp);
 }
 
 int mr_registry_verify(const char *root, const mr_pubkey *keys, size_t nkeys,
 		       mr_buf *report)
 {
-	mr_buf snap = MR_BUF_INIT, sig = MR_BUF_INIT;
-	char *sp = mr_fs_join(root, "snapshot.json"), *sigp = NULL;
+	char **refs = NULL, *jp = mr_fs_join(root, ".pending");
+	size_t nrefs = 0, i;
 	cJSON *s = NULL;
 	const cJSON *e;
 	int count = 0;
 
-	if (!sp || asprintf(&sigp, "%s.minisig", sp) < 0) {
-		free(sp);
+	if (!jp)
 		return mr_error_set(MR_ERROR, "out of memory");
+	if (mr_fs_exists(jp))
+		problem(report, &count, "%s: a publish was interrupted after its commit point; "
+			"'mrecipe registry verify' (the command) completes it", jp);
+	if (mr__reg_refs(root, &refs, &nrefs)) {
+		problem(report, &count, "%s: %s", root, mr_error_last());
+		refs = NULL;
 	}
-	verify_blobs(root, report, &count);
-	if (mr_fs_read(&snap, sp, META_MAX) || mr_fs_read(&sig, sigp, 1 << 16) ||
-	    mr_snapshot_verify(&s, keys, nkeys, &snap, &sig, time(NULL))) {
-		problem(report, &count, "%s: %s", sp, mr_error_last());
+	verify_blobs(root, refs, nrefs, report, &count);
+	verify_snapshot(&s, root, keys, nkeys, report, &count);
+	if (!s)
 		goto done;
-	}
 	for (e = cJSON_GetObjectItemCaseSensitive(s, "indexes")->child; e; e = e->next) {
 		char *ip = NULL, digest[MR_DIGEST_STR_LEN + 1];
 		mr_buf raw = MR_BUF_INIT;
@@ -536,10 +1056,10 @@ int mr_registry_verify(const char *root, const mr_pubkey *keys, size_t nkeys,
 		free(ip);
 	}
 done:
+	for (i = 0; i < nrefs; i++)
+		free(refs[i]);
+	free(refs);
+	free(jp);
 	cJSON_Delete(s);
-	mr_buf_free(&snap);
-	mr_buf_free(&sig);
-	free(sp);
-	free(sigp);
 	return count;
 }

@@ -1,3 +1,4 @@
+#define _GNU_SOURCE
 #include "common.h"
 
 #include "mr/error.h"
@@ -6,6 +7,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static const mr_opt opts[] = {
 	MOLT_COMMON_OPTS,
@@ -13,8 +15,34 @@ static const mr_opt opts[] = {
 	{ "timeout-ms", 0, "MS", "cancel the call after MS milliseconds: runtime error 5 (default: none)" },
 	{ "step-budget", 0, "N", "work units per poll, sent to the unit (default: the unit's, 65536)" },
 	{ "max-output", 0, "BYTES", "refuse a result envelope over BYTES: runtime error 6 (default: 64 MiB)" },
+	{ "bundle", 'b', "FILE", "load the unit from a bundle (mrecipe pack) offline, without a registry" },
 	{ NULL, 0, NULL, NULL },
 };
+
+#define BUNDLE_MAX_KEYS 16
+
+/* For --bundle: the trusted keys from --key or $MOLT_TRUSTED_KEYS, split at
+ * ':' into `paths` (pointing into *copy, which the caller frees). Prints the
+ * error and returns 2 when there are none. */
+static int bundle_keys(const mr_cmd *cmd, const mr_args *args, const char **paths, size_t *n,
+		       char **copy)
+{
+	const char *keys = mr_args_get(cmd, args, "key");
+	char *save = NULL, *k;
+
+	*n = 0;
+	if (!keys)
+		keys = getenv("MOLT_TRUSTED_KEYS");
+	if (!keys || !*keys) {
+		mr_cli_error(PROG, "--bundle needs trusted keys (--key FILE or $MOLT_TRUSTED_KEYS)");
+		return 2;
+	}
+	if (!(*copy = strdup(keys)))
+		return 3;
+	for (k = strtok_r(*copy, ":", &save); k && *n < BUNDLE_MAX_KEYS; k = strtok_r(NULL, ":", &save))
+		paths[(*n)++] = k;
+	return 0;
+}
 
 static void print_hex(const unsigned char *p, size_t n)
 {
@@ -72,13 +100,37 @@ static int run(const mr_cmd *cmd, mr_args *args)
 	size_t env_len, res_len;
 	molt_runtime *rt = NULL;
 	molt_unit *u = NULL;
+	const char *bundle = mr_args_get(cmd, args, "bundle"), *func, *json;
+	const char *paths[BUNDLE_MAX_KEYS];
+	char *keys = NULL;
+	size_t nkeys;
 	int rc, is_error;
 
+	if (bundle) {
+		if (args->nrest != 2) {
+			mr_cli_error(PROG, "call --bundle FILE: expected FUNCTION JSON, e.g. molt call "
+					   "--bundle hello.molt -k dev.pub greet '{\"name\":\"Ada\"}'");
+			return 2;
+		}
+		func = args->rest[0];
+		json = args->rest[1];
+		if ((rc = limits(cmd, args, &o)) || (rc = bundle_keys(cmd, args, paths, &nkeys, &keys)))
+			return rc;
+		rc = molt_unit_load_bundle(&u, bundle, paths, nkeys);
+		free(keys);
+		if (rc || (rc = molt_unit_set_options(u, &o))) {
+			rc = mr_cli_fail(PROG, rc);
+			goto done;
+		}
+		goto loaded;
+	}
 	if (args->nrest != 3) {
 		mr_cli_error(PROG, "call: expected NAME@VERSION FUNCTION JSON, e.g. "
 				   "molt call hello@0.1.0 greet '{\"name\":\"Ada\"}'");
 		return 2;
 	}
+	func = args->rest[1];
+	json = args->rest[2];
 	if ((rc = split_ref(args->rest[0], name, sizeof(name), version, sizeof(version))) ||
 	    (rc = limits(cmd, args, &o)) || (rc = open_runtime(&rt, cmd, args, 1)))
 		return rc;
@@ -86,10 +138,11 @@ static int run(const mr_cmd *cmd, mr_args *args)
 		rc = mr_cli_fail(PROG, rc);
 		goto done;
 	}
+loaded:
 	if (mr_args_get(cmd, args, "envelope-hex")) {
 		uint32_t fn;
-		if (!(rc = molt_unit_function_id(u, args->rest[1], &fn)) &&
-		    !(rc = molt_unit_encode_request(u, args->rest[1], args->rest[2], &env, &env_len)))
+		if (!(rc = molt_unit_function_id(u, func, &fn)) &&
+		    !(rc = molt_unit_encode_request(u, func, json, &env, &env_len)))
 			rc = molt_unit_call_envelope(u, fn, env, env_len, &res, &res_len, &is_error);
 		if (rc)
 			rc = mr_cli_fail(PROG, rc);
@@ -97,7 +150,7 @@ static int run(const mr_cmd *cmd, mr_args *args)
 			print_hex(res, res_len);
 		goto done;
 	}
-	if ((rc = molt_unit_call_json(u, args->rest[1], args->rest[2], &out)))
+	if ((rc = molt_unit_call_json(u, func, json, &out)))
 		rc = mr_cli_fail(PROG, rc);
 	else
 		printf("%s\n", out);
@@ -112,5 +165,5 @@ done:
 
 const mr_cmd molt_cmd_call = {
 	"call", "load a native unit explicitly and call a function: JSON in, JSON out",
-	"[options] NAME@VERSION FUNCTION JSON", opts, run,
+	"[options] NAME@VERSION FUNCTION JSON | --bundle FILE -k KEY FUNCTION JSON", opts, run,
 };

@@ -1,12 +1,65 @@
+#define _GNU_SOURCE
 #include "common.h"
 
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 static const mr_opt opts[] = {
 	MOLT_COMMON_OPTS,
 	{ "target", 't', "TRIPLE", "target triple (default: this host's)" },
+	{ "bundle", 'b', "FILE", "verify a unit bundle (mrecipe pack) offline, without a registry" },
 	{ NULL, 0, NULL, NULL },
 };
+
+#define BUNDLE_MAX_KEYS 16
+
+/* For --bundle: the trusted keys from --key or $MOLT_TRUSTED_KEYS, split at
+ * ':' into `paths` (pointing into *copy, which the caller frees). Prints the
+ * error and returns 2 when there are none. */
+static int bundle_keys(const mr_cmd *cmd, const mr_args *args, const char **paths, size_t *n,
+		       char **copy)
+{
+	const char *keys = mr_args_get(cmd, args, "key");
+	char *save = NULL, *k;
+
+	*n = 0;
+	if (!keys)
+		keys = getenv("MOLT_TRUSTED_KEYS");
+	if (!keys || !*keys) {
+		mr_cli_error(PROG, "--bundle needs trusted keys (--key FILE or $MOLT_TRUSTED_KEYS)");
+		return 2;
+	}
+	if (!(*copy = strdup(keys)))
+		return 3;
+	for (k = strtok_r(*copy, ":", &save); k && *n < BUNDLE_MAX_KEYS; k = strtok_r(NULL, ":", &save))
+		paths[(*n)++] = k;
+	return 0;
+}
+
+/* Checks a bundle file offline (molt_bundle_verify) and says what it holds. */
+static int verify_bundle(const mr_cmd *cmd, const mr_args *args, const char *file)
+{
+	const char *paths[BUNDLE_MAX_KEYS];
+	molt_bundle_info info;
+	char *copy = NULL;
+	size_t n;
+	int rc;
+
+	if (args->nrest) {
+		mr_cli_error(PROG, "verify --bundle FILE takes no NAME@VERSION: the bundle names its unit");
+		return 2;
+	}
+	if ((rc = bundle_keys(cmd, args, paths, &n, &copy)))
+		return rc;
+	if ((rc = molt_bundle_verify(&info, file, paths, n)))
+		rc = mr_cli_fail(PROG, rc);
+	else
+		printf("ok: %s@%s for %s in %s, manifest %s, signature, sizes and digests verified\n",
+		       info.name, info.version, info.target, file, info.manifest_digest);
+	free(copy);
+	return rc;
+}
 
 /* Checks a unit end to end (snapshot, index, signature, digests) and says so. */
 static int run(const mr_cmd *cmd, mr_args *args)
@@ -16,6 +69,8 @@ static int run(const mr_cmd *cmd, mr_args *args)
 	molt_runtime *rt = NULL;
 	int rc;
 
+	if (mr_args_get(cmd, args, "bundle"))
+		return verify_bundle(cmd, args, mr_args_get(cmd, args, "bundle"));
 	if (args->nrest != 1) {
 		mr_cli_error(PROG, "verify: expected one NAME@VERSION");
 		return 2;
@@ -34,5 +89,5 @@ static int run(const mr_cmd *cmd, mr_args *args)
 
 const mr_cmd molt_cmd_verify = {
 	"verify", "verify a unit's signature and digests against the trusted keys",
-	"[options] NAME@VERSION", opts, run,
+	"[options] NAME@VERSION | --bundle FILE -k KEY", opts, run,
 };

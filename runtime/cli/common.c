@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #define MAX_KEYS 16
+#define MAX_MIRRORS 8
 
 static void progress(const char *what, uint64_t done, uint64_t total, void *payload)
 {
@@ -18,36 +19,67 @@ static void progress(const char *what, uint64_t done, uint64_t total, void *payl
 		fputc('\n', stderr);
 }
 
+/* A dependency is reported, never fetched: unless it was named on the same
+ * command line, the user has to ask for it. */
+static void depends(const char *unit, const char *dep, void *payload)
+{
+	const mr_args *args = payload;
+	int i;
+
+	for (i = 0; i < args->nrest; i++)
+		if (!strcmp(args->rest[i], dep))
+			return;
+	fprintf(stderr, "%s: %s depends on %s, which was not asked for: not fetched (molt "
+			"fetches nothing implicitly; name it to fetch it)\n", PROG, unit, dep);
+}
+
 int open_runtime(molt_runtime **rt, const mr_cmd *cmd, const mr_args *args, int show)
 {
 	molt_options o = MOLT_OPTIONS_INIT;
-	const char *keys = mr_args_get(cmd, args, "key");
-	const char *paths[MAX_KEYS];
-	char *copy, *save = NULL, *k;
+	const char *keys = mr_args_get(cmd, args, "key"), *mirrors = mr_args_get(cmd, args, "mirror");
+	const char *paths[MAX_KEYS], *urls[MAX_MIRRORS];
+	char *copy = NULL, *mcopy = NULL, *save = NULL, *k;
 	size_t n = 0;
 	int rc;
 
 	o.registry = mr_args_get(cmd, args, "registry");
 	if (!o.registry)
 		o.registry = getenv("MOLT_REGISTRY");
-	if (!keys)
+	o.policy = mr_args_get(cmd, args, "policy");
+	if (!o.policy && !keys)
+		o.policy = getenv("MOLT_POLICY");
+	if (!keys && !o.policy)
 		keys = getenv("MOLT_TRUSTED_KEYS");
-	if (!o.registry || !keys) {
+	if (!o.registry || (!keys && !o.policy)) {
 		mr_cli_error(PROG, "need a registry (--registry or $MOLT_REGISTRY) and trusted "
-				   "keys (--key or $MOLT_TRUSTED_KEYS)");
+				   "keys (--key or $MOLT_TRUSTED_KEYS) or a trust policy (--policy "
+				   "or $MOLT_POLICY)");
 		return 2;
 	}
-	if (!(copy = strdup(keys)))
+	if ((keys && !(copy = strdup(keys))) || (mirrors && !(mcopy = strdup(mirrors)))) {
+		free(copy);
 		return 3;
-	for (k = strtok_r(copy, ":", &save); k && n < MAX_KEYS; k = strtok_r(NULL, ":", &save))
+	}
+	for (k = copy ? strtok_r(copy, ":", &save) : NULL; k && n < MAX_KEYS;
+	     k = strtok_r(NULL, ":", &save))
 		paths[n++] = k;
 	o.trusted_keys = paths;
-	o.trusted_keys_count = n;
+	o.trusted_keys_count = o.policy ? 0 : n;
+	n = 0;
+	for (k = mcopy ? strtok_r(mcopy, ",", &save) : NULL; k && n < MAX_MIRRORS;
+	     k = strtok_r(NULL, ",", &save))
+		urls[n++] = k;
+	o.mirrors = urls;
+	o.mirrors_count = n;
+	o.allow_yanked = mr_args_get(cmd, args, "allow-yanked") != NULL;
+	o.depends = depends;
+	o.progress_payload = (void *)args;
 	o.cache_dir = mr_args_get(cmd, args, "cache");
 	if (show && !mr_args_get(cmd, args, "quiet") && isatty(2))
 		o.progress = progress;
 	rc = molt_runtime_open(rt, &o);
 	free(copy);
+	free(mcopy);
 	return rc ? mr_cli_fail(PROG, rc) : 0;
 }
 

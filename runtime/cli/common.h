@@ -10,6 +10,9 @@
 	{ "registry", 'r', "URL|DIR", "registry to fetch from (else $MOLT_REGISTRY)" },    \
 	{ "key", 'k', "FILE[:FILE]", "trusted public key(s) (else $MOLT_TRUSTED_KEYS)" },  \
 	{ "cache", 0, "DIR", "cache folder (default: $XDG_CACHE_HOME/molt)" },             \
+	{ "policy", 0, "FILE", "trust policy, e.g. keys/policy.json (else $MOLT_POLICY); replaces --key" }, \
+	{ "mirror", 0, "URL[,URL]", "other copies of the registry, tried in order; verified alike" }, \
+	{ "allow-yanked", 0, NULL, "accept a yanked version (e.g. one a lockfile pins)" },  \
 	{ "quiet", 'q', NULL, "no progress output" }
 
 /* Opens a runtime from the common options; prints the error and returns an

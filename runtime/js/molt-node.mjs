@@ -12,15 +12,15 @@
 // missing file).
 
 import { readFile, stat } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { openRegistry, loadUnit, MoltError, toHex, toBase64, decodeEnvelope, decodeMsgpack } from './molt.js';
 
-const USAGE = 'usage: molt-node.mjs call --registry URL_OR_DIR --key PUBFILE [--key PUBFILE ...] [--target TRIPLE] [--envelope-hex] NAME@VERSION FUNCTION JSON';
+const USAGE = 'usage: molt-node.mjs call --registry URL_OR_DIR (--key PUBFILE [--key PUBFILE ...] | --policy FILE) [--allow-yanked] [--target TRIPLE] [--envelope-hex] NAME@VERSION FUNCTION JSON';
 
 /** Exit status for a MoltError code. */
 export function exitCode(code) {
-  if (['USAGE', 'INVALID_INPUT', 'UNKNOWN_FUNCTION', 'NOT_FOUND', 'YANKED', 'UNIT_VALIDATION', 'KEY_INVALID', 'UNSUPPORTED_CODEC'].includes(code)) return 2;
+  if (['USAGE', 'INVALID_INPUT', 'UNKNOWN_FUNCTION', 'NOT_FOUND', 'YANKED', 'UNIT_VALIDATION', 'KEY_INVALID', 'POLICY_INVALID', 'UNSUPPORTED_CODEC'].includes(code)) return 2;
   if (['FETCH_FAILED', 'CRYPTO_UNAVAILABLE'].includes(code)) return 3;
   return 1;
 }
@@ -44,6 +44,25 @@ export function fileFetch() {
   };
 }
 
+/**
+ * Reads a trust policy file (keys/policy.json format) and the .pub files it
+ * names (relative to it), for openRegistry({policy}).
+ * @param {string} path
+ */
+export async function loadPolicy(path) {
+  let p;
+  try { p = JSON.parse(await readFile(path, 'utf8')); } catch (e) {
+    throw new MoltError('POLICY_INVALID', `trust policy ${path}: ${e.code ?? e.message}`);
+  }
+  for (const k of Array.isArray(p?.keys) ? p.keys : []) {
+    const f = resolve(dirname(path), String(k.pub));
+    try { k.publicKey = await readFile(f, 'utf8'); } catch (e) {
+      throw new MoltError('POLICY_INVALID', `trust policy ${path}: key ${k.id}: cannot read ${f}: ${e.code ?? e.message}`);
+    }
+  }
+  return p;
+}
+
 function toJson(v) {
   const s = JSON.stringify(v, (k, x) =>
     typeof x === 'bigint' ? `\u0000big:${x}` : x instanceof Uint8Array ? toBase64(x) : x, 2);
@@ -60,6 +79,8 @@ function parseArgs(argv) {
     };
     if (a === '--registry') o.registry = val();
     else if (a === '--key') o.keys.push(val());
+    else if (a === '--policy') o.policy = val();
+    else if (a === '--allow-yanked') o.allowYanked = true;
     else if (a === '--target') o.target = val();
     else if (a === '--envelope-hex') o.hex = true;
     else if (a === '-h' || a === '--help') o.help = true;
@@ -80,7 +101,7 @@ export async function main(argv, out = process.stdout, err = process.stderr) {
     if (o.rest[0] !== 'call' || o.rest.length !== 4)
       throw new MoltError('USAGE', `expected: call NAME@VERSION FUNCTION JSON, found ${o.rest.length ? o.rest.map((x) => JSON.stringify(x)).join(' ') : 'nothing'}\n${USAGE}`);
     if (!o.registry) throw new MoltError('USAGE', `--registry is required\n${USAGE}`);
-    if (!o.keys.length) throw new MoltError('USAGE', `at least one --key PUBFILE is required\n${USAGE}`);
+    if (!o.keys.length && !o.policy) throw new MoltError('USAGE', `at least one --key PUBFILE (or --policy FILE) is required\n${USAGE}`);
     const [, spec, fn, json] = o.rest;
     const at = spec.lastIndexOf('@');
     if (at <= 0 || at === spec.length - 1) throw new MoltError('USAGE', `expected NAME@VERSION, found ${JSON.stringify(spec)}`);
@@ -102,8 +123,9 @@ export async function main(argv, out = process.stdout, err = process.stderr) {
       if (!st?.isDirectory()) throw new MoltError('FETCH_FAILED', `registry directory ${dir} does not exist`);
       url = pathToFileURL(dir).href + '/';
     }
-    const registry = openRegistry({ url, trustedKeys: keys, fetch: fileFetch() });
-    const unit = await loadUnit(registry, { name, version, target: o.target });
+    const policy = o.policy ? await loadPolicy(o.policy) : undefined;
+    const registry = openRegistry({ url, trustedKeys: keys, policy, fetch: fileFetch() });
+    const unit = await loadUnit(registry, { name, version, target: o.target, allowYanked: o.allowYanked });
     if (!o.hex) {
       out.write(toJson(await unit.call(fn, value).result) + '\n');
       return 0;

@@ -19,6 +19,9 @@ const ABI_STRING = '0.1';
 const KiB = 1024;
 const MiB = 1024 * KiB;
 /** Caps for files whose size no signed metadata gives (endless-data defence). */
+/** Largest accepted jump over the snapshot version seen before (fast-forward defence). */
+export const MAX_VERSION_JUMP = 1000000;
+
 export const LIMITS = {
   snapshot: 1 * MiB,
   index: 4 * MiB,
@@ -639,15 +642,75 @@ export function decodeEnvelope(bytes, where = 'envelope') {
  * fetched until loadUnit.
  * @param {object} opts
  * @param {string|URL} opts.url base URL of the registry (a folder of static files)
- * @param {string[]} opts.trustedKeys texts of minisign .pub files
+ * @param {string[]} [opts.trustedKeys] texts of minisign .pub files (each may sign anything; threshold 1)
+ * @param {object} [opts.policy] a trust policy (keys/policy.json format, docs/security.md) whose
+ *   keys carry `publicKey`: the .pub text (molt-node.mjs loadPolicy fills it); replaces trustedKeys
+ * @param {Array<string|URL>} [opts.mirrors] other base URLs of the same registry, tried in order; verified alike
+ * @param {{get(url: string): any, set(url: string, v: any): void}} [opts.store] remembers the highest
+ *   snapshot version seen per registry URL (rollback defence); default: in memory
  * @param {typeof fetch} [opts.fetch] fetch to use (e.g. one that reads files)
  */
-export function openRegistry({ url, trustedKeys, fetch }) {
-  if (!Array.isArray(trustedKeys) || trustedKeys.length === 0)
-    fail('KEY_INVALID', 'openRegistry: no trusted keys given; pass the text of at least one minisign .pub file');
-  const base = new URL(String(url), globalThis.location?.href);
-  if (!base.pathname.endsWith('/')) base.pathname += '/';
-  return { url: base.href, keys: trustedKeys.map(parsePublicKey), fetch, snapshotVersion: 0 };
+export function openRegistry({ url, trustedKeys, policy, mirrors = [], store, fetch }) {
+  if (!policy && (!Array.isArray(trustedKeys) || trustedKeys.length === 0))
+    fail('KEY_INVALID', 'openRegistry: no trusted keys given; pass the text of at least one minisign .pub file, or a trust policy');
+  const baseOf = (u) => { const b = new URL(String(u), globalThis.location?.href); if (!b.pathname.endsWith('/')) b.pathname += '/'; return b.href; };
+  const base = baseOf(url);
+  const pol = policy ? checkPolicy(policy) : {
+    keys: trustedKeys.map((t) => ({ ...parsePublicKey(t), names: ['*'], snapshot: true })),
+    thresholds: {}, snapshotThreshold: 1 };
+  if (!store) { const mem = new Map(); store = { get: (k) => mem.get(k), set: (k, v) => { mem.set(k, v); } }; }
+  return { url: base, sources: [base, ...mirrors.map(baseOf)], keys: pol.keys, policy: pol, store, fetch, snapshotVersion: 0 };
+}
+
+const globMatch = (pat, s) => new RegExp('^' + pat.replace(/[.+^${}()|[\]\\-]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.') + '$').test(s);
+const UTC_RE = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/;
+
+/** Checks a trust policy object and returns it in the form loadUnit uses. */
+export function checkPolicy(p) {
+  const bad = (m) => fail('POLICY_INVALID', `trust policy: ${m}`);
+  if (p?.format !== 1) bad(`expected "format": 1, found ${JSON.stringify(p?.format)}`);
+  if (!Array.isArray(p.keys) || !p.keys.length) bad('"keys" must be a non-empty list');
+  const keys = p.keys.map((k, i) => {
+    const pk = parsePublicKey(k.publicKey ?? '');
+    if (pk.keyIdHex !== k.id) bad(`keys[${i}]: id is ${JSON.stringify(k.id)}, but its public key is ${pk.keyIdHex}`);
+    if (k.expires !== undefined && !(typeof k.expires === 'string' && UTC_RE.test(k.expires))) bad(`keys[${i}]: "expires" must be a UTC time like 2027-01-31T00:00:00Z`);
+    return { ...pk, names: k.names ?? [], expires: k.expires, expiresAt: k.expires ? Date.parse(k.expires) : Infinity,
+      revoked: k.revoked === true, snapshot: (p.snapshot?.keys ?? []).includes(k.id) };
+  });
+  for (const id of p.snapshot?.keys ?? []) if (!keys.some((k) => k.keyIdHex === id)) bad(`snapshot key ${id} is not listed under "keys"`);
+  if (!keys.some((k) => k.snapshot)) bad('"snapshot": {"keys": [...]} must name the keys that sign the snapshot');
+  const thresholds = p.thresholds ?? {};
+  for (const [pat, t] of Object.entries(thresholds)) if (!Number.isInteger(t) || t < 1 || t > keys.length) bad(`threshold for ${JSON.stringify(pat)} must be an integer from 1 to ${keys.length}`);
+  const st = p.snapshot.threshold ?? 1;
+  if (!Number.isInteger(st) || st < 1) bad('"snapshot"."threshold" must be an integer ≥ 1');
+  return { keys, thresholds, snapshotThreshold: st };
+}
+
+/**
+ * Counts the signatures over `data` by distinct policy keys allowed for `name`
+ * (null: the snapshot), not revoked, not expired at `at`, with `comment`;
+ * fails with THRESHOLD unless the threshold is met. Each KEY counts once.
+ */
+async function policyVerify(pol, name, data, sigs, comment, at) {
+  const need = name === null ? pol.snapshotThreshold
+    : Math.max(1, ...Object.entries(pol.thresholds).filter(([p]) => globMatch(p, name)).map(([, t]) => t));
+  const counted = new Set(), why = [];
+  let first;
+  for (const { bytes, url } of sigs) {
+    let r;
+    try { r = await verifySignature(data, bytes, pol.keys, url); } catch (e) { first ??= e; why.push(e.message); continue; }
+    const k = pol.keys.find((x) => x.keyIdHex === r.keyIdHex);
+    if (r.trustedComment !== comment) { first ??= new MoltError('TRUSTED_COMMENT_MISMATCH', `${url}: trusted comment is ${JSON.stringify(r.trustedComment)}, expected ${JSON.stringify(comment)}: the signed file is not the one asked for (wrong, substituted or mixed-up metadata). Do not use it.`); why.push(first.message); }
+    else if (k.revoked) why.push(`${url}: key ${k.keyIdHex} is revoked by the trust policy`);
+    else if (k.expiresAt <= at) why.push(`${url}: key ${k.keyIdHex} expired at ${k.expires} (trust policy)`);
+    else if (name === null ? !k.snapshot : !k.names.some((p) => globMatch(p, name))) why.push(`${url}: key ${k.keyIdHex} may not sign ${name ?? 'the snapshot'} under the trust policy`);
+    else if (counted.has(k.keyIdHex)) why.push(`${url}: another signature by key ${k.keyIdHex}, already counted (each key counts once)`);
+    else counted.add(k.keyIdHex);
+  }
+  if (counted.size >= need) return [...counted];
+  if (need === 1 && sigs.length === 1 && first) throw first;
+  fail('THRESHOLD', `${name ?? 'the snapshot'} needs signatures by ${need} distinct trusted key(s); found ${counted.size} (${[...counted].join(', ') || 'none'}) among ${sigs.length} signature(s)${why.map((w) => '; ' + w).join('')}`,
+    { expected: need, found: counted.size });
 }
 
 function parseJson(bytes, where) {
@@ -739,15 +802,17 @@ async function startUnit(bytes, { name, version, target, manifest, manifestDiges
  * @param {string} req.version exact version
  * @param {string} [req.target] 'wasm32-wasi'
  * @param {(p: {stage: string, loaded?: number, total?: number|null, url?: string}) => void} [req.onProgress]
- *   stages: snapshot, index, signature, manifest, schemas, artifact (with bytes), then compile, init, ready
+ *   stages: snapshot, index, signature, manifest, depends (one per dependency the manifest names,
+ *   which is never fetched), schemas, artifact (with bytes), then compile, init, ready
  * @param {number} [req.stepBudget] step_budget for molt.runtime_config (work units per poll)
  * @param {number} [req.timeoutMs] default wall-clock limit of a call (RUN_LIMITS)
  * @param {number} [req.maxOutput] default largest result envelope, bytes (RUN_LIMITS)
  * @param {number} [req.maxMemory] ceiling on the unit's wasm memory, bytes (RUN_LIMITS)
  * @param {Partial<typeof LIMITS>} [req.limits] download caps
+ * @param {boolean} [req.allowYanked] accept a yanked entry (e.g. pinned by a lockfile)
  * @returns {Promise<Unit>}
  */
-export async function loadUnit(registry, { name, version, target = 'wasm32-wasi', onProgress, stepBudget, timeoutMs, maxOutput, maxMemory, limits = {} }) {
+export async function loadUnit(registry, { name, version, target = 'wasm32-wasi', onProgress, stepBudget, timeoutMs, maxOutput, maxMemory, limits = {}, allowYanked = false }) {
   const run = runOptions({ stepBudget, timeoutMs, maxOutput, maxMemory });
   const lim = { ...LIMITS, ...limits };
   const t0 = now();
@@ -757,8 +822,9 @@ export async function loadUnit(registry, { name, version, target = 'wasm32-wasi'
   const progress = (p) => onProgress?.(p);
 
   let inFlight = 0, since = 0; // fetchMs is wall time with at least one fetch running
-  const get = async (rel, stage, what, o = {}) => {
-    const url = new URL(rel, registry.url).href;
+  const sources = registry.sources ?? [registry.url];
+  const getFrom = async (src, rel, stage, what, o = {}) => {
+    const url = new URL(rel, src).href;
     if (inFlight++ === 0) since = now();
     try {
       const bytes = await fetchBytes(url, { ...o, what, fetch: registry.fetch,
@@ -769,6 +835,21 @@ export async function loadUnit(registry, { name, version, target = 'wasm32-wasi'
       if (--inFlight === 0) m.fetchMs += now() - since;
     }
   };
+  // Each source in turn until one gives bytes that pass `check`: a mirror's
+  // bytes are verified exactly as the registry's are.
+  const anySource = async (f) => {
+    const errs = [];
+    for (const src of sources) {
+      try { return await f(src); } catch (e) { if (!(e instanceof MoltError) || sources.length === 1) throw e; errs.push(e); }
+    }
+    const v = errs.find((e) => e.code !== 'FETCH_FAILED') ?? errs[0];
+    fail(v.code, `every source failed: ${errs.map((e) => e.message).join('; ')}`, { url: v.url, expected: v.expected, found: v.found });
+  };
+  const get = (rel, stage, what, o = {}, check) => anySource(async (src) => {
+    const r = await getFrom(src, rel, stage, what, o);
+    if (check) await check(r);
+    return r;
+  });
   const timed = async (f) => { const t = now(); try { return await f(); } finally { m.verifyMs += now() - t; } };
   const checkDigest = (bytes, expected, what, url, from) => timed(async () => {
     const found = await sha256(bytes);
@@ -779,31 +860,47 @@ export async function loadUnit(registry, { name, version, target = 'wasm32-wasi'
     return `blobs/sha256/${digest.slice(7)}`;
   };
 
-  // 1. snapshot.json, signed by a trusted key, known format, not expired.
+  // 1. snapshot.json, signed by the policy's snapshot keys (threshold), known
+  // format, not expired, no rollback or fast-forward past what was seen.
   progress({ stage: 'snapshot' });
-  const [snap, snapSig] = await Promise.all([
-    get('snapshot.json', 'snapshot', 'snapshot.json', { maxSize: lim.snapshot }),
-    get('snapshot.json.minisig', 'snapshot', 'snapshot signature', { maxSize: lim.signature })]);
-  const snapTc = await timed(() => verifySignature(snap.bytes, snapSig.bytes, registry.keys, snapSig.url));
-  const snapshot = parseJson(snap.bytes, snap.url);
-  want(snapshot?.format === 1, 'FORMAT_UNSUPPORTED', `${snap.url}: expected format 1, found ${JSON.stringify(snapshot?.format)}; update this host to read newer registries.`);
-  want(Number.isSafeInteger(snapshot.version) && snapshot.version >= 1, 'METADATA_INVALID', `${snap.url}: "version" must be an integer ≥ 1, found ${JSON.stringify(snapshot.version)}`);
-  const snapDigest = await sha256(snap.bytes);
-  const snapWant = `molt snapshot ${snapshot.version} ${snapDigest}`;
-  want(snapTc.trustedComment === snapWant, 'TRUSTED_COMMENT_MISMATCH', `${snapSig.url}: trusted comment is ${JSON.stringify(snapTc.trustedComment)}, expected ${JSON.stringify(snapWant)}: the signature belongs to another snapshot (mix-and-match). Re-fetch both files.`);
-  want(snapshot.version >= registry.snapshotVersion, 'ROLLBACK', `${snap.url}: snapshot version ${snapshot.version} is older than version ${registry.snapshotVersion} seen before: a rollback attack or a stale mirror. Use an up-to-date mirror.`);
-  const expires = typeof snapshot.expires === 'string' ? Date.parse(snapshot.expires) : NaN;
-  want(Number.isFinite(expires), 'METADATA_INVALID', `${snap.url}: "expires" must be a UTC time like 2027-11-22T00:00:00Z, found ${JSON.stringify(snapshot.expires)}`);
-  want(expires > startedAt, 'EXPIRED', `${snap.url}: snapshot version ${snapshot.version} expired at ${snapshot.expires} (now ${new Date(startedAt).toISOString()}): stale metadata (freeze attack or an unmaintained mirror). Ask the publisher to re-sign the snapshot, or check this machine's clock.`, { expires: snapshot.expires });
+  const seenRec = await registry.store.get(registry.url);
+  const snapKeys = registry.policy.keys.filter((k) => k.snapshot).map((k) => k.keyIdHex).sort().join(',');
+  // A change of snapshot keys (rotation after a compromise) resets the memory, as TUF does.
+  const seen = Math.max(registry.snapshotVersion, seenRec?.snapshotKeys === snapKeys ? seenRec.version : 0);
+  const { snap, snapshot } = await anySource(async (src) => {
+    const [snap, snapSig] = await Promise.all([
+      getFrom(src, 'snapshot.json', 'snapshot', 'snapshot.json', { maxSize: lim.snapshot }),
+      getFrom(src, 'snapshot.json.minisig', 'snapshot', 'snapshot signature', { maxSize: lim.signature })]);
+    const snapshot = parseJson(snap.bytes, snap.url);
+    want(snapshot?.format === 1, 'FORMAT_UNSUPPORTED', `${snap.url}: expected format 1, found ${JSON.stringify(snapshot?.format)}; update this host to read newer registries.`);
+    want(Number.isSafeInteger(snapshot.version) && snapshot.version >= 1, 'METADATA_INVALID', `${snap.url}: "version" must be an integer ≥ 1, found ${JSON.stringify(snapshot.version)}`);
+    const sigs = [snapSig];
+    // "signers" is unsigned: it only says which other signature files to try.
+    if (registry.policy.snapshotThreshold > 1 && Array.isArray(snapshot.signers))
+      for (const id of snapshot.signers.slice(0, 16)) {
+        want(typeof id === 'string' && /^[0-9A-F]{1,16}$/.test(id), 'METADATA_INVALID', `${snap.url}: a signer is not a key id: ${JSON.stringify(id)}`);
+        try { sigs.push(await getFrom(src, `snapshot.json.${id}.minisig`, 'snapshot', 'snapshot signature', { maxSize: lim.signature })); } catch (e) { if (e.status !== 404) throw e; }
+      }
+    const snapDigest = await sha256(snap.bytes);
+    await timed(() => policyVerify(registry.policy, null, snap.bytes, sigs, `molt snapshot ${snapshot.version} ${snapDigest}`, startedAt));
+    want(snapshot.version >= seen, 'ROLLBACK', `${snap.url}: rollback: snapshot version ${snapshot.version} is older than version ${seen} seen before: a rollback attack or a stale mirror. Use an up-to-date mirror.`, { expected: seen, found: snapshot.version });
+    want(!seen || snapshot.version <= seen + MAX_VERSION_JUMP, 'FAST_FORWARD', `${snap.url}: fast-forward: snapshot version ${snapshot.version} is more than ${MAX_VERSION_JUMP} ahead of version ${seen} seen before; refusing it (a leaked snapshot key could otherwise lock this client out). If the publisher confirms, clear the remembered version.`, { expected: seen, found: snapshot.version });
+    const expires = typeof snapshot.expires === 'string' ? Date.parse(snapshot.expires) : NaN;
+    want(Number.isFinite(expires), 'METADATA_INVALID', `${snap.url}: "expires" must be a UTC time like 2027-11-22T00:00:00Z, found ${JSON.stringify(snapshot.expires)}`);
+    want(expires > startedAt, 'EXPIRED', `${snap.url}: snapshot version ${snapshot.version} expired at ${snapshot.expires} (now ${new Date(startedAt).toISOString()}): stale metadata (freeze attack or an unmaintained mirror). Ask the publisher to re-sign the snapshot, or check this machine's clock.`, { expires: snapshot.expires });
+    return { snap, snapshot };
+  });
   registry.snapshotVersion = snapshot.version;
+  if (snapshot.version > seen || seenRec?.snapshotKeys !== snapKeys)
+    await registry.store.set(registry.url, { version: snapshot.version, snapshotKeys: snapKeys });
   const entry = snapshot.indexes?.[name];
   want(entry && Object.hasOwn(snapshot.indexes, name), 'NOT_FOUND', `${snap.url}: no unit named ${JSON.stringify(name)} in snapshot version ${snapshot.version} (it lists: ${Object.keys(snapshot.indexes ?? {}).join(', ') || 'nothing'}). Check the name.`);
   sizeOk(entry.size, lim.index, `${snap.url}: indexes.${name}.size`);
 
   // 2. index/<name>.json: size and digest from the snapshot.
   progress({ stage: 'index' });
-  const ix = await get(`index/${encodeURIComponent(name)}.json`, 'index', `index of ${name}`, { expectedSize: entry.size });
-  await checkDigest(ix.bytes, entry.digest, `index of ${name}`, ix.url, `snapshot version ${snapshot.version}`);
+  const ix = await get(`index/${encodeURIComponent(name)}.json`, 'index', `index of ${name}`, { expectedSize: entry.size },
+    (r) => checkDigest(r.bytes, entry.digest, `index of ${name}`, r.url, `snapshot version ${snapshot.version}`));
   const index = parseJson(ix.bytes, ix.url);
   want(index?.format === 1 && index.name === name, 'METADATA_INVALID', `${ix.url}: expected format 1 and name ${JSON.stringify(name)}, found format ${JSON.stringify(index?.format)} and name ${JSON.stringify(index?.name)}`);
 
@@ -814,30 +911,39 @@ export async function loadUnit(registry, { name, version, target = 'wasm32-wasi'
   want(ent && Object.hasOwn(ent, target), 'NOT_FOUND', `${ix.url}: ${name}@${version} has no build for target ${JSON.stringify(target)} (targets: ${Object.keys(ent ?? {}).join(', ') || 'none'})`);
   const te = ent[target];
   want(te && typeof te === 'object', 'METADATA_INVALID', `${ix.url}: ${version}.${target} must be an object`);
-  want(te.yanked !== true, 'YANKED', `${ix.url}: ${unitName} was yanked by its publisher; pick another version (published: ${Object.keys(vers).join(', ')}).`);
+  want(te.yanked !== true || allowYanked, 'YANKED', `${ix.url}: ${unitName} was yanked by its publisher; pick another version (published: ${Object.keys(vers).join(', ')}), or pass allowYanked when a lockfile pins it.`);
   sizeOk(te.size, lim.manifest, `${ix.url}: ${version}.${target}.size`);
 
   // 4. signature blob (digest), then the manifest (size, digest, signature, trusted comment).
   progress({ stage: 'signature' });
-  const sg = await get(blobPath(te.signature, ix.url), 'signature', `manifest signature of ${unitName}`, { maxSize: lim.signature });
-  await checkDigest(sg.bytes, te.signature, `manifest signature of ${unitName}`, sg.url, ix.url);
+  const sigDigests = te.signatures === undefined ? [te.signature] : te.signatures;
+  want(Array.isArray(sigDigests) && sigDigests.length > 0, 'METADATA_INVALID', `${ix.url}: ${version}.${target}.signatures must be a non-empty list of digests`);
+  const sgs = [];
+  for (const d of sigDigests.slice(0, 16))
+    sgs.push(await get(blobPath(d, ix.url), 'signature', `manifest signature of ${unitName}`, { maxSize: lim.signature },
+      (r) => checkDigest(r.bytes, d, `manifest signature of ${unitName}`, r.url, ix.url)));
   progress({ stage: 'manifest' });
-  const mf = await get(blobPath(te.manifest, ix.url), 'manifest', `manifest of ${unitName}`, { expectedSize: te.size });
-  await checkDigest(mf.bytes, te.manifest, `manifest of ${unitName}`, mf.url, ix.url);
-  const mfSig = await timed(() => verifySignature(mf.bytes, sg.bytes, registry.keys, sg.url));
+  const mf = await get(blobPath(te.manifest, ix.url), 'manifest', `manifest of ${unitName}`, { expectedSize: te.size },
+    (r) => checkDigest(r.bytes, te.manifest, `manifest of ${unitName}`, r.url, ix.url));
   const tcWant = `molt unit ${name}@${version} ${target} ${te.manifest}`;
-  want(mfSig.trustedComment === tcWant, 'TRUSTED_COMMENT_MISMATCH', `${sg.url}: trusted comment is ${JSON.stringify(mfSig.trustedComment)}, expected ${JSON.stringify(tcWant)}: the signed manifest is not the one asked for (wrong or substituted unit). Do not use it.`);
+  const signers = await timed(() => policyVerify(registry.policy, name, mf.bytes, sgs, tcWant, startedAt));
+  const mfSig = { keyIdHex: signers[0] };
 
   // 5. manifest fields equal the request.
   const manifest = parseJson(mf.bytes, mf.url);
   checkManifest(manifest, { name, version, target }, mf.url, lim, unitName, true);
   const art = manifest.artifact;
+  // Extraneous dependencies: reported (onProgress stage 'depends'), never fetched.
+  want(manifest.depends === undefined || Array.isArray(manifest.depends), 'METADATA_INVALID', `${mf.url}: "depends" must be a list`);
+  for (const d of manifest.depends ?? [])
+    progress({ stage: 'depends', dependency: typeof d === 'string' ? d : `${d?.name}@${d?.version}`, fetched: false });
 
   // Schema blobs named in the manifest: digest, well-formed, the id/version listed.
   progress({ stage: 'schemas' });
   // Fetched together, checked one by one in manifest order.
   const fetched = await Promise.all(manifest.schemas.map((s) =>
-    get(blobPath(s?.digest, `${mf.url}: schema ${schemaKey(s?.id, s?.version)}`), 'schemas', `schema ${schemaKey(s?.id, s?.version)}`, { maxSize: lim.schema })));
+    get(blobPath(s?.digest, `${mf.url}: schema ${schemaKey(s?.id, s?.version)}`), 'schemas', `schema ${schemaKey(s?.id, s?.version)}`, { maxSize: lim.schema },
+      (r) => checkDigest(r.bytes, s.digest, `schema ${schemaKey(s.id, s.version)}`, r.url, mf.url))));
   const docs = [];
   for (const [i, s] of manifest.schemas.entries()) {
     const sb = fetched[i];
@@ -847,8 +953,8 @@ export async function loadUnit(registry, { name, version, target = 'wasm32-wasi'
   const functions = await unitFunctions(manifest, docs, mf.url);
 
   // 6. The artifact: size cap while downloading, then digest.
-  const af = await get(blobPath(art.digest, `${mf.url}: artifact`), 'artifact', `artifact of ${unitName}`, { expectedSize: art.size });
-  await checkDigest(af.bytes, art.digest, `artifact of ${unitName}`, af.url, `the signed manifest ${te.manifest}`);
+  const af = await get(blobPath(art.digest, `${mf.url}: artifact`), 'artifact', `artifact of ${unitName}`, { expectedSize: art.size },
+    (r) => checkDigest(r.bytes, art.digest, `artifact of ${unitName}`, r.url, `the signed manifest ${te.manifest}`));
   m.artifactBytes = af.bytes.byteLength;
 
   const unit = await startUnit(af.bytes, { name, version, target, manifest, manifestDigest: te.manifest, signedBy: mfSig.keyIdHex,

@@ -8,6 +8,7 @@
 #include "mr/fs.h"
 #include "mr/json.h"
 #include "mr/manifest.h"
+#include "mr/policy.h"
 #include "mr/registry.h"
 
 #include <curl/curl.h>
@@ -18,6 +19,10 @@
 
 #define META_MAX (4u << 20)
 #define SIG_MAX 4096u
+/* Largest jump in snapshot version accepted over the one remembered: a
+ * publish adds one, so a million publishes between two fetches is absurd
+ * (fast-forward defence; docs/security.md). */
+#define MOLT__MAX_VERSION_JUMP 1000000
 
 typedef struct {
 	mr_buf *buf;
@@ -51,8 +56,8 @@ static size_t on_data(char *p, size_t size, size_t n, void *ud)
 	return len;
 }
 
-/* GETs base+rel into the sink, refusing more than s->cap bytes. */
-static int get(molt_runtime *rt, const char *rel, sink *s)
+/* GETs src+rel into the sink, refusing more than s->cap bytes. */
+static int get(molt_runtime *rt, const char *src, const char *rel, sink *s)
 {
 	char err[CURL_ERROR_SIZE] = "", *url = NULL;
 	CURL *c = curl_easy_init();
@@ -60,7 +65,7 @@ static int get(molt_runtime *rt, const char *rel, sink *s)
 	long status = 0;
 	int rc = 0;
 
-	if (!c || asprintf(&url, "%s%s", rt->base, rel) < 0) {
+	if (!c || asprintf(&url, "%s%s", src, rel) < 0) {
 		curl_easy_cleanup(c);
 		return mr_error_set(MR_ERROR, "out of memory");
 	}
@@ -93,36 +98,87 @@ static int get(molt_runtime *rt, const char *rel, sink *s)
 	return rc;
 }
 
-static int get_buf(molt_runtime *rt, const char *rel, mr_buf *out, uint64_t cap)
+static int get_buf(molt_runtime *rt, const char *src, const char *rel, mr_buf *out,
+		   uint64_t cap)
 {
 	sink s = { out, NULL, NULL, 0, cap, 0, NULL, rel };
 
 	out->len = 0;
-	return get(rt, rel, &s);
+	return get(rt, src, rel, &s);
+}
+
+/* Collects why each source failed, so that with mirrors the message names
+ * every one; a verification failure outranks a missing file or network. */
+typedef struct {
+	mr_buf why;
+	int rc;
+	size_t n;
+} failures;
+
+static void failed(failures *f, int rc)
+{
+	mr_buf_printf(&f->why, "%s%s", f->n++ ? "; " : "", mr_error_last());
+	if (!f->rc || rc == MR_EVERIFY)
+		f->rc = rc;
+}
+
+static int failures_end(failures *f, size_t nsrc)
+{
+	int rc = f->rc;
+
+	if (nsrc > 1)
+		mr_error_set(rc, "every source failed: %s", (const char *)f->why.data);
+	else
+		mr_error_set(rc, "%s", (const char *)f->why.data);
+	mr_buf_free(&f->why);
+	return rc;
+}
+
+/* Fetches base-relative `rel` from the first source whose bytes have
+ * `digest` (and `size`, when not 0). Only files named by signed metadata
+ * are ever fetched: `digest` comes from it. */
+static int get_verified(molt_runtime *rt, const char *rel, const char *digest, uint64_t size,
+			uint64_t cap, mr_buf *out)
+{
+	char have[MR_DIGEST_STR_LEN + 1];
+	failures f = { MR_BUF_INIT, 0, 0 };
+	size_t i;
+	int rc;
+
+	for (i = 0; i < rt->nsrc; i++) {
+		if ((rc = get_buf(rt, rt->src[i], rel, out, size ? size : cap))) {
+			failed(&f, rc);
+			continue;
+		}
+		if (size && out->len != size) {
+			failed(&f, mr_error_set(MR_EVERIFY, "%s%s: expected %llu bytes, got %zu",
+						rt->src[i], rel, (unsigned long long)size, out->len));
+			continue;
+		}
+		mr_digest_buf(have, out->data, out->len);
+		if (strcmp(have, digest)) {
+			failed(&f, mr_error_set(MR_EVERIFY,
+						"%s%s: digest mismatch: expected %s, got %s; the "
+						"copy is corrupt or was tampered with",
+						rt->src[i], rel, digest, have));
+			continue;
+		}
+		mr_buf_free(&f.why);
+		return 0;
+	}
+	return failures_end(&f, rt->nsrc);
 }
 
 /* Fetches a small blob and checks its digest (and size, when known). */
 static int get_blob(molt_runtime *rt, const char *digest, uint64_t size,
 		    uint64_t cap, mr_buf *out)
 {
-	char rel[128], have[MR_DIGEST_STR_LEN + 1];
-	int rc;
+	char rel[128];
 
 	if (!mr_digest_valid(digest))
 		return mr_error_set(MR_EVERIFY, "'%s' is not a sha256 digest", digest);
 	snprintf(rel, sizeof(rel), "blobs/sha256/%s", digest + 7);
-	if ((rc = get_buf(rt, rel, out, size ? size : cap)))
-		return rc;
-	if (size && out->len != size)
-		return mr_error_set(MR_EVERIFY, "%s%s: expected %llu bytes, got %zu", rt->base,
-				    rel, (unsigned long long)size, out->len);
-	mr_digest_buf(have, out->data, out->len);
-	if (strcmp(have, digest))
-		return mr_error_set(MR_EVERIFY,
-				    "%s%s: digest mismatch: expected %s, got %s; the "
-				    "registry copy is corrupt or was tampered with",
-				    rt->base, rel, digest, have);
-	return 0;
+	return get_verified(rt, rel, digest, size, cap, out);
 }
 
 static int cache_put(molt_runtime *rt, const char *digest, const mr_buf *b)
@@ -136,36 +192,19 @@ static int cache_put(molt_runtime *rt, const char *digest, const mr_buf *b)
 	return rc;
 }
 
-/* The artifact: from the cache when its bytes still hash right, else
- * streamed from the registry with a size cap, hashed as it arrives. */
-static int get_artifact(molt_runtime *rt, const cJSON *a, char **path_out,
-			const char *label)
+/* Streams the artifact from one source into tmp, capped and hashed. */
+static int get_artifact_from(molt_runtime *rt, const char *src, const char *rel,
+			     const char *digest, uint64_t size, const char *tmp,
+			     const char *label)
 {
-	const char *digest = mr_json_str(a, "digest");
-	uint64_t size = (uint64_t)cJSON_GetObjectItemCaseSensitive(a, "size")->valuedouble;
-	char have[MR_DIGEST_STR_LEN + 1], rel[128], *path = mr_blob_path(rt->cache, digest);
-	char *tmp = NULL;
+	char have[MR_DIGEST_STR_LEN + 1];
 	unsigned char raw[MR_DIGEST_LEN];
 	sink s = { NULL, NULL, NULL, 0, size, 0, NULL, label };
-	int rc = 0;
+	int rc;
 
-	*path_out = NULL;
-	if (!path)
-		return mr_error_set(MR_EVERIFY, "manifest artifact digest '%s' is malformed", digest);
-	if (mr_fs_exists(path) && !mr_digest_file(have, path, NULL) && !strcmp(have, digest)) {
-		*path_out = path;
-		return 0;
-	}
-	if (asprintf(&tmp, "%s.part.%ld", path, (long)getpid()) < 0) {
-		free(path);
-		return mr_error_set(MR_ERROR, "out of memory");
-	}
-	snprintf(rel, sizeof(rel), "blobs/sha256/%s", digest + 7);
-	if (!(s.file = fopen(tmp, "wb"))) {
-		rc = mr_error_sys(MR_EENV, "creating %s", tmp);
-		goto done;
-	}
-	if ((rc = mr_sha256_new(&s.hash)) || (rc = get(rt, rel, &s)))
+	if (!(s.file = fopen(tmp, "wb")))
+		return mr_error_sys(MR_EENV, "creating %s", tmp);
+	if ((rc = mr_sha256_new(&s.hash)) || (rc = get(rt, src, rel, &s)))
 		goto done;
 	if (fclose(s.file)) {
 		s.file = NULL;
@@ -177,18 +216,61 @@ static int get_artifact(molt_runtime *rt, const cJSON *a, char **path_out,
 	mr_digest_format(have, raw);
 	if (s.got != size)
 		rc = mr_error_set(MR_EVERIFY, "%s%s: expected %llu bytes (signed manifest), got %llu",
-				  rt->base, rel, (unsigned long long)size, (unsigned long long)s.got);
+				  src, rel, (unsigned long long)size, (unsigned long long)s.got);
 	else if (strcmp(have, digest))
 		rc = mr_error_set(MR_EVERIFY,
 				  "%s%s: digest mismatch: the signed manifest says %s, the "
 				  "bytes hash to %s; refusing the artifact",
-				  rt->base, rel, digest, have);
-	else if (rename(tmp, path) < 0)
-		rc = mr_error_sys(MR_EIO, "renaming %s", tmp);
+				  src, rel, digest, have);
 done:
 	if (s.file)
 		fclose(s.file);
 	mr_sha256_free(s.hash);
+	return rc;
+}
+
+/* The artifact: from the cache when its bytes still hash right, else
+ * streamed from the first source that gives the signed bytes. */
+static int get_artifact(molt_runtime *rt, const cJSON *a, char **path_out,
+			const char *label)
+{
+	const char *digest = mr_json_str(a, "digest");
+	const cJSON *sz = cJSON_GetObjectItemCaseSensitive(a, "size");
+	char have[MR_DIGEST_STR_LEN + 1], rel[128], *path = NULL, *tmp = NULL;
+	failures f = { MR_BUF_INIT, 0, 0 };
+	uint64_t size;
+	size_t i;
+	int rc = 0;
+
+	*path_out = NULL;
+	if (!digest || !mr_digest_valid(digest) || !(path = mr_blob_path(rt->cache, digest)))
+		return mr_error_set(MR_EVERIFY, "manifest artifact digest '%s' is malformed",
+				    digest ? digest : "(none)");
+	if (!mr_json_is_int(sz, 0, 9e15)) {
+		free(path);
+		return mr_error_set(MR_EVERIFY, "manifest artifact size is not a byte count");
+	}
+	size = (uint64_t)sz->valuedouble;
+	/* A blob already in the cache is used only if it hashes to the signed digest. */
+	if (mr_fs_exists(path) && !mr_digest_file(have, path, NULL) && !strcmp(have, digest)) {
+		*path_out = path;
+		return 0;
+	}
+	if (asprintf(&tmp, "%s.part.%ld", path, (long)getpid()) < 0) {
+		free(path);
+		return mr_error_set(MR_ERROR, "out of memory");
+	}
+	snprintf(rel, sizeof(rel), "blobs/sha256/%s", digest + 7);
+	for (i = 0; i < rt->nsrc; i++) {
+		if (!(rc = get_artifact_from(rt, rt->src[i], rel, digest, size, tmp, label)))
+			break;
+		failed(&f, rc);
+	}
+	if (rc)
+		rc = failures_end(&f, rt->nsrc);
+	else if (rename(tmp, path) < 0)
+		rc = mr_error_sys(MR_EIO, "renaming %s", tmp);
+	mr_buf_free(&f.why);
 	if (rc) {
 		unlink(tmp);
 		free(path);
@@ -199,55 +281,289 @@ done:
 	return rc;
 }
 
-static int verify_sig(molt_runtime *rt, const mr_buf *sig, const mr_buf *data,
-		      const char *want_comment, const char *where)
-{
-	char *comment = NULL;
-	int rc = mr_verify(rt->keys, rt->nkeys, (const char *)sig->data, sig->len,
-			   data->data, data->len, &comment);
+/* ---- rollback and fast-forward: <cache>/state/<sha256 of base URL>.json */
 
-	if (rc)
-		return mr_error_wrap(rc, "%s%s", rt->base, where);
-	if (strcmp(comment, want_comment))
-		rc = mr_error_set(MR_EVERIFY,
-				  "%s%s: the signature's trusted comment is '%s', expected "
-				  "'%s' (wrong or mixed-up metadata)",
-				  rt->base, where, comment, want_comment);
-	free(comment);
+static char *state_path(molt_runtime *rt)
+{
+	char d[MR_DIGEST_STR_LEN + 1], *p = NULL;
+
+	mr_digest_buf(d, rt->base, strlen(rt->base));
+	if (asprintf(&p, "%s/state/%s.json", rt->cache, d + 7) < 0)
+		return NULL;
+	return p;
+}
+
+/* The highest snapshot version seen from this registry under the policy's
+ * current snapshot keys (0: none). */
+static double state_version(molt_runtime *rt, const char *keys)
+{
+	char *path = state_path(rt);
+	mr_buf b = MR_BUF_INIT;
+	cJSON *j = NULL;
+	double v = 0;
+
+	if (path && !mr_fs_read(&b, path, 4096) &&
+	    (j = cJSON_ParseWithLength((const char *)b.data, b.len)) &&
+	    mr_json_str(j, "snapshot_keys") && !strcmp(mr_json_str(j, "snapshot_keys"), keys) &&
+	    mr_json_is_int(cJSON_GetObjectItemCaseSensitive(j, "version"), 1, 9e15))
+		v = cJSON_GetObjectItemCaseSensitive(j, "version")->valuedouble;
+	cJSON_Delete(j);
+	mr_buf_free(&b);
+	free(path);
+	return v;
+}
+
+static int state_save(molt_runtime *rt, const char *keys, double version)
+{
+	char *path = state_path(rt), *dir = NULL, *text = NULL;
+	cJSON *j = cJSON_CreateObject();
+	int rc;
+
+	if (!path || !j || !(dir = mr_fs_join(rt->cache, "state")) ||
+	    !cJSON_AddStringToObject(j, "url", rt->base) ||
+	    !cJSON_AddNumberToObject(j, "version", version) ||
+	    !cJSON_AddStringToObject(j, "snapshot_keys", keys) || !(text = cJSON_Print(j)))
+		rc = mr_error_set(MR_ERROR, "out of memory");
+	else if (!(rc = mr_fs_mkdir_p(dir)))
+		rc = mr_fs_write_atomic(path, text, strlen(text), 0644);
+	cJSON_Delete(j);
+	free(text);
+	free(dir);
+	free(path);
 	return rc;
+}
+
+static int keyid_ok(const char *s)
+{
+	size_t n = strlen(s), i;
+
+	for (i = 0; i < n; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'A' && s[i] <= 'F')))
+			return 0;
+	return n && n <= 16;
+}
+
+/* One source's snapshot: signatures under the policy's snapshot keys and
+ * threshold, the signed comment, format, expiry against `now`, and no
+ * rollback or fast-forward past what this client has seen. */
+static int snapshot_from(molt_runtime *rt, const char *src, time_t now, const char *skeys,
+			 double seen, cJSON **out)
+{
+	mr_buf snap = MR_BUF_INIT, sigs[MR_POLICY_MAX_SIGS];
+	char want[160], digest[MR_DIGEST_STR_LEN + 1], rel[64], *where[MR_POLICY_MAX_SIGS];
+	cJSON *s = NULL;
+	const cJSON *v, *signer;
+	size_t nsigs = 0, i;
+	time_t expires;
+	int rc;
+
+	memset(sigs, 0, sizeof(sigs));
+	memset(where, 0, sizeof(where));
+	*out = NULL;
+	if ((rc = get_buf(rt, src, "snapshot.json", &snap, META_MAX)) ||
+	    (rc = get_buf(rt, src, "snapshot.json.minisig", &sigs[nsigs], SIG_MAX)))
+		goto done;
+	if (asprintf(&where[nsigs++], "%ssnapshot.json.minisig", src) < 0) {
+		rc = mr_error_set(MR_ERROR, "out of memory");
+		goto done;
+	}
+	if (!(s = cJSON_ParseWithLength((const char *)snap.data, snap.len))) {
+		rc = mr_error_set(MR_EVERIFY, "%ssnapshot.json: not JSON", src);
+		goto done;
+	}
+	v = cJSON_GetObjectItemCaseSensitive(s, "version");
+	if (!mr_json_is_int(cJSON_GetObjectItemCaseSensitive(s, "format"), 1, 1) ||
+	    !mr_json_is_int(v, 1, 9e15) ||
+	    !cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(s, "indexes"))) {
+		rc = mr_error_set(MR_EVERIFY, "%ssnapshot.json: not a format-1 snapshot", src);
+		goto done;
+	}
+	/* More signatures are fetched only when one key is not enough; the
+	 * "signers" list is unsigned, so it only says which files to try. */
+	signer = cJSON_GetObjectItemCaseSensitive(s, "signers");
+	if (mr_policy_threshold(rt->policy, NULL) > 1 && cJSON_IsArray(signer))
+		for (signer = signer->child; signer && nsigs < MR_POLICY_MAX_SIGS; signer = signer->next) {
+			if (!cJSON_IsString(signer) || !keyid_ok(signer->valuestring)) {
+				rc = mr_error_set(MR_EVERIFY, "%ssnapshot.json: a signer is not a key id", src);
+				goto done;
+			}
+			snprintf(rel, sizeof(rel), "snapshot.json.%s.minisig", signer->valuestring);
+			if ((rc = get_buf(rt, src, rel, &sigs[nsigs], SIG_MAX))) {
+				if (rc == MR_ENOTFOUND)
+					continue;
+				goto done;
+			}
+			if (asprintf(&where[nsigs++], "%s%s", src, rel) < 0) {
+				rc = mr_error_set(MR_ERROR, "out of memory");
+				goto done;
+			}
+		}
+	mr_digest_buf(digest, snap.data, snap.len);
+	snprintf(want, sizeof(want), "molt snapshot %.0f %s", v->valuedouble, digest);
+	if ((rc = mr_policy_verify(rt->policy, NULL, sigs, (const char *const *)where, nsigs,
+				   snap.data, snap.len, want, now, NULL))) {
+		mr_error_wrap(rc, "%ssnapshot.json", src);
+		goto done;
+	}
+	if (mr_utc_parse(mr_json_str(s, "expires"), &expires)) {
+		rc = mr_error_set(MR_EVERIFY, "%ssnapshot.json: 'expires' is not a UTC time", src);
+		goto done;
+	}
+	if (expires <= now) {
+		rc = mr_error_set(MR_EVERIFY,
+				  "%ssnapshot.json expired at %s: the registry is stale or "
+				  "frozen; its publisher must refresh it",
+				  src, mr_json_str(s, "expires"));
+		goto done;
+	}
+	if (v->valuedouble < seen) {
+		rc = mr_error_set(MR_EVERIFY,
+				  "%ssnapshot.json: rollback: version %.0f is older than version %.0f "
+				  "this client has already seen from %s; refusing it (a stale "
+				  "mirror or a replay of old metadata)",
+				  src, v->valuedouble, seen, rt->base);
+		goto done;
+	}
+	if (seen && v->valuedouble > seen + MOLT__MAX_VERSION_JUMP) {
+		rc = mr_error_set(MR_EVERIFY,
+				  "%ssnapshot.json: fast-forward: version %.0f is more than %d ahead "
+				  "of version %.0f seen before; refusing it (a leaked snapshot key "
+				  "could otherwise lock this client out of later snapshots). If the "
+				  "publisher confirms, delete the rollback state in %s/state",
+				  src, v->valuedouble, MOLT__MAX_VERSION_JUMP, seen, rt->cache);
+		goto done;
+	}
+	(void)skeys;
+	*out = s;
+	s = NULL;
+done:
+	for (i = 0; i < MR_POLICY_MAX_SIGS; i++) {
+		mr_buf_free(&sigs[i]);
+		free(where[i]);
+	}
+	mr_buf_free(&snap);
+	cJSON_Delete(s);
+	return rc;
+}
+
+static int get_snapshot(molt_runtime *rt, time_t now, cJSON **out)
+{
+	failures f = { MR_BUF_INIT, 0, 0 };
+	mr_buf keys = MR_BUF_INIT;
+	double seen, v;
+	size_t i;
+	int rc;
+
+	*out = NULL;
+	if ((rc = mr_policy_snapshot_keys(rt->policy, &keys)))
+		return rc;
+	seen = state_version(rt, (const char *)keys.data);
+	for (i = 0; i < rt->nsrc; i++) {
+		if (!(rc = snapshot_from(rt, rt->src[i], now, (const char *)keys.data, seen, out)))
+			break;
+		failed(&f, rc);
+	}
+	if (rc) {
+		rc = failures_end(&f, rt->nsrc);
+	} else {
+		mr_buf_free(&f.why);
+		v = cJSON_GetObjectItemCaseSensitive(*out, "version")->valuedouble;
+		if (v > seen && (rc = state_save(rt, (const char *)keys.data, v))) {
+			cJSON_Delete(*out);
+			*out = NULL;
+		}
+	}
+	mr_buf_free(&keys);
+	return rc;
+}
+
+/* The manifest's signatures: "signatures" (one per key), else "signature". */
+static int unit_signatures(molt_runtime *rt, const cJSON *t, const char *name,
+			   const mr_buf *m, const char *comment, const char *where)
+{
+	const cJSON *list = cJSON_GetObjectItemCaseSensitive(t, "signatures"), *e;
+	const cJSON *one = cJSON_GetObjectItemCaseSensitive(t, "signature");
+	mr_buf sigs[MR_POLICY_MAX_SIGS];
+	char *names[MR_POLICY_MAX_SIGS];
+	size_t n = 0, i;
+	int rc = 0;
+
+	memset(sigs, 0, sizeof(sigs));
+	memset(names, 0, sizeof(names));
+	if (list && (!cJSON_IsArray(list) || !list->child))
+		return mr_error_set(MR_EVERIFY, "%s: \"signatures\" is not a list of digests", where);
+	for (e = list ? list->child : one; e && n < MR_POLICY_MAX_SIGS && !rc;
+	     e = list ? e->next : NULL) {
+		if (!cJSON_IsString(e) || !mr_digest_valid(e->valuestring))
+			rc = mr_error_set(MR_EVERIFY, "%s: a signature is not a sha256 digest", where);
+		else if (!(rc = get_blob(rt, e->valuestring, 0, SIG_MAX, &sigs[n])) &&
+			 asprintf(&names[n++], "%sblobs/sha256/%s", rt->base, e->valuestring + 7) < 0)
+			rc = mr_error_set(MR_ERROR, "out of memory");
+	}
+	if (!rc && !n)
+		rc = mr_error_set(MR_EVERIFY, "%s: entry lacks a signature", where);
+	if (!rc && (rc = mr_policy_verify(rt->policy, name, sigs, (const char *const *)names, n,
+					  m->data, m->len, comment, time(NULL), NULL)))
+		mr_error_wrap(rc, "%s", where);
+	for (i = 0; i < MR_POLICY_MAX_SIGS; i++) {
+		mr_buf_free(&sigs[i]);
+		free(names[i]);
+	}
+	return rc;
+}
+
+/* Reports each dependency the manifest names; none is fetched. */
+static int report_depends(molt_runtime *rt, const cJSON *manifest, const char *unit,
+			  const char *where)
+{
+	const cJSON *d = cJSON_GetObjectItemCaseSensitive(manifest, "depends");
+	char dep[300];
+
+	if (!d)
+		return 0;
+	if (!cJSON_IsArray(d))
+		return mr_error_set(MR_EVERIFY, "%s: \"depends\" is not a list", where);
+	for (d = d->child; d; d = d->next) {
+		if (cJSON_IsString(d))
+			snprintf(dep, sizeof(dep), "%s", d->valuestring);
+		else if (mr_json_str(d, "name") && mr_json_str(d, "version"))
+			snprintf(dep, sizeof(dep), "%s@%s", mr_json_str(d, "name"), mr_json_str(d, "version"));
+		else
+			return mr_error_set(MR_EVERIFY, "%s: a \"depends\" entry is neither NAME@VERSION nor {name, version}",
+					    where);
+		if (rt->depends)
+			rt->depends(unit, dep, rt->progress_payload);
+	}
+	return 0;
 }
 
 int molt__fetch(molt_runtime *rt, const char *name, const char *version,
 		const char *target, molt__fetched *out, char manifest_digest[72])
 {
-	mr_buf snap = MR_BUF_INIT, sig = MR_BUF_INIT, idx = MR_BUF_INIT, m = MR_BUF_INIT;
+	mr_buf idx = MR_BUF_INIT, m = MR_BUF_INIT;
 	cJSON *s = NULL, *index = NULL, *manifest = NULL;
 	const cJSON *entry, *t, *sc;
-	char rel[300], have[MR_DIGEST_STR_LEN + 1], comment[300], label[300];
+	char rel[300], comment[300], label[300], where[400];
 	time_t now = time(NULL); /* fixed once: every expiry is checked against it */
 	int rc;
 
 	memset(out, 0, sizeof(*out));
-	if ((rc = get_buf(rt, "snapshot.json", &snap, META_MAX)) ||
-	    (rc = get_buf(rt, "snapshot.json.minisig", &sig, SIG_MAX)))
+	if ((rc = get_snapshot(rt, now, &s)))
 		goto done;
-	if ((rc = mr_snapshot_verify(&s, rt->keys, rt->nkeys, &snap, &sig, now))) {
-		mr_error_wrap(rc, "%s", rt->base);
-		goto done;
-	}
 	entry = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(s, "indexes"), name);
 	if (!entry) {
 		rc = mr_error_set(MR_ENOTFOUND, "%s: no unit named '%s' in this registry", rt->base, name);
 		goto done;
 	}
 	snprintf(rel, sizeof(rel), "index/%s.json", name);
-	if ((rc = get_buf(rt, rel, &idx, META_MAX)))
+	if (!mr_json_str(entry, "digest") || !mr_digest_valid(mr_json_str(entry, "digest"))) {
+		rc = mr_error_set(MR_EVERIFY, "%ssnapshot.json: no digest for %s", rt->base, rel);
 		goto done;
-	mr_digest_buf(have, idx.data, idx.len);
-	if (!mr_json_str(entry, "digest") || strcmp(have, mr_json_str(entry, "digest"))) {
-		rc = mr_error_set(MR_EVERIFY,
-				  "%s%s: digest mismatch: the signed snapshot says %s, got %s",
-				  rt->base, rel, mr_json_str(entry, "digest") ? mr_json_str(entry, "digest") : "nothing", have);
+	}
+	if ((rc = get_verified(rt, rel, mr_json_str(entry, "digest"), 0, META_MAX, &idx))) {
+		if (rt->nsrc == 1 && strstr(mr_error_last(), "digest mismatch: expected "))
+			mr_error_set(rc, "%s%s: digest mismatch: the signed snapshot says %s, got another file",
+				     rt->base, rel, mr_json_str(entry, "digest"));
 		goto done;
 	}
 	if (!(index = cJSON_ParseWithLength((const char *)idx.data, idx.len))) {
@@ -265,32 +581,33 @@ int molt__fetch(molt_runtime *rt, const char *name, const char *version,
 				  target, rt->base);
 		goto done;
 	}
-	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(t, "yanked"))) {
-		rc = mr_error_set(MR_ENOTFOUND, "%s@%s (%s) was yanked from %s; pick another version",
-				  name, version, target, rt->base);
+	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(t, "yanked")) && !rt->allow_yanked) {
+		rc = mr_error_set(MR_ENOTFOUND, "%s@%s (%s) was yanked from %s; pick another version "
+				  "(or allow yanked units, e.g. molt fetch --allow-yanked, when a "
+				  "lockfile pins it)", name, version, target, rt->base);
 		goto done;
 	}
-	const char *md = mr_json_str(t, "manifest"), *sd = mr_json_str(t, "signature");
+	const char *md = mr_json_str(t, "manifest");
 	const cJSON *msize = cJSON_GetObjectItemCaseSensitive(t, "size");
-	if (!md || !sd || !mr_json_is_int(msize, 1, META_MAX)) {
+	if (!md || !mr_digest_valid(md) || !mr_json_is_int(msize, 1, META_MAX)) {
 		rc = mr_error_set(MR_EVERIFY, "%s%s: entry for %s/%s lacks manifest, size or signature",
 				  rt->base, rel, version, target);
 		goto done;
 	}
-	if ((rc = get_blob(rt, sd, 0, SIG_MAX, &sig)) ||
-	    (rc = get_blob(rt, md, (uint64_t)msize->valuedouble, META_MAX, &m)))
+	if ((rc = get_blob(rt, md, (uint64_t)msize->valuedouble, META_MAX, &m)))
 		goto done;
 	mr_unit_comment(comment, sizeof(comment), name, version, target, md);
-	snprintf(rel, sizeof(rel), "blobs/sha256/%s", md + 7);
-	if ((rc = verify_sig(rt, &sig, &m, comment, rel)))
+	snprintf(where, sizeof(where), "%sblobs/sha256/%s", rt->base, md + 7);
+	if ((rc = unit_signatures(rt, t, name, &m, comment, where)))
 		goto done;
 	if (!(manifest = cJSON_ParseWithLength((const char *)m.data, m.len)) ||
 	    (rc = mr_manifest_check(manifest, name, version, target))) {
-		rc = rc ? mr_error_wrap(rc, "%s%s", rt->base, rel)
-			: mr_error_set(MR_EVERIFY, "%s%s: manifest is not JSON", rt->base, rel);
+		rc = rc ? mr_error_wrap(rc, "%s", where)
+			: mr_error_set(MR_EVERIFY, "%s: manifest is not JSON", where);
 		goto done;
 	}
-	if ((rc = cache_put(rt, md, &m)))
+	snprintf(label, sizeof(label), "%s@%s", name, version);
+	if ((rc = report_depends(rt, manifest, label, where)) || (rc = cache_put(rt, md, &m)))
 		goto done;
 	sc = cJSON_GetObjectItemCaseSensitive(manifest, "schemas");
 	for (sc = sc ? sc->child : NULL; sc; sc = sc->next) {
@@ -304,7 +621,6 @@ int molt__fetch(molt_runtime *rt, const char *name, const char *version,
 		if (rc)
 			goto done;
 	}
-	snprintf(label, sizeof(label), "%s@%s", name, version);
 	if ((rc = get_artifact(rt, cJSON_GetObjectItemCaseSensitive(manifest, "artifact"),
 			       &out->artifact, label)))
 		goto done;
@@ -316,8 +632,6 @@ done:
 	cJSON_Delete(s);
 	cJSON_Delete(index);
 	cJSON_Delete(manifest);
-	mr_buf_free(&snap);
-	mr_buf_free(&sig);
 	mr_buf_free(&idx);
 	mr_buf_free(&m);
 	return rc;

@@ -6,18 +6,24 @@
 
 #include "mr/buf.h"
 #include "mr/minisign.h"
+#include "mr/policy.h"
 
 #include <cjson/cJSON.h>
 #include <msgpack.h>
 #include <time.h>
 
+#define MOLT__MAX_MIRRORS 8
+
 struct molt_runtime {
-	char *base;        /* registry base URL, ending in '/' */
+	char *base;        /* registry base URL, ending in '/'; names its rollback state */
+	char *src[1 + MOLT__MAX_MIRRORS]; /* where files come from: base, then mirrors */
+	size_t nsrc;
 	char *cache;       /* cache folder */
-	mr_pubkey *keys;
-	size_t nkeys;
+	mr_policy *policy; /* from molt_options.policy, or from trusted_keys */
+	int allow_yanked;
 	molt_progress_cb progress;
 	void *progress_payload;
+	void (*depends)(const char *unit, const char *dependency, void *payload);
 };
 
 /* What a verified fetch leaves behind. */

@@ -77,25 +77,43 @@ int molt_runtime_open(molt_runtime **out, const molt_options *o)
 		return mr_error_set(MR_EINVALID, "molt_options: start from MOLT_OPTIONS_INIT");
 	if (!o->registry)
 		return mr_error_set(MR_EINVALID, "molt_options: no registry given");
-	if (!o->trusted_keys_count)
+	if (!o->trusted_keys_count && !o->policy)
 		return mr_error_set(MR_EINVALID,
-				    "no trusted keys: pass the publisher's .pub file; molt "
-				    "never loads unsigned units");
+				    "no trusted keys: pass the publisher's .pub file or a trust "
+				    "policy; molt never loads unsigned units");
+	if (o->mirrors_count > MOLT__MAX_MIRRORS)
+		return mr_error_set(MR_EINVALID, "molt_options: more than %d mirrors",
+				    MOLT__MAX_MIRRORS);
 	if (!(rt = calloc(1, sizeof(*rt))))
 		return mr_error_set(MR_ERROR, "out of memory");
 	if (!(rt->base = registry_base(o->registry))) {
 		rc = mr_error_sys(MR_ENOTFOUND, "registry %s", o->registry);
 		goto done;
 	}
+	rt->src[rt->nsrc++] = rt->base;
+	for (i = 0; i < o->mirrors_count; i++, rt->nsrc++)
+		if (!(rt->src[rt->nsrc] = registry_base(o->mirrors[i]))) {
+			rc = mr_error_sys(MR_ENOTFOUND, "mirror %s", o->mirrors[i]);
+			goto done;
+		}
 	rt->cache = o->cache_dir ? strdup(o->cache_dir) : default_cache();
-	rt->keys = calloc(o->trusted_keys_count, sizeof(*rt->keys));
-	if (!rt->cache || !rt->keys) {
+	if (!rt->cache) {
 		rc = mr_error_set(MR_ERROR, "out of memory");
 		goto done;
 	}
-	for (i = 0; i < o->trusted_keys_count && !rc; i++)
-		rc = mr_pubkey_load(&rt->keys[i], o->trusted_keys[i]);
-	rt->nkeys = o->trusted_keys_count;
+	if (o->policy) {
+		rc = mr_policy_load(&rt->policy, o->policy);
+	} else {
+		mr_pubkey *keys = calloc(o->trusted_keys_count, sizeof(*keys));
+		rc = keys ? 0 : mr_error_set(MR_ERROR, "out of memory");
+		for (i = 0; i < o->trusted_keys_count && !rc; i++)
+			rc = mr_pubkey_load(&keys[i], o->trusted_keys[i]);
+		if (!rc)
+			rc = mr_policy_from_keys(&rt->policy, keys, o->trusted_keys_count);
+		free(keys);
+	}
+	rt->allow_yanked = o->allow_yanked;
+	rt->depends = o->depends;
 	rt->progress = o->progress;
 	rt->progress_payload = o->progress_payload;
 	if (!rc && !(blobs = mr_fs_join(rt->cache, "blobs/sha256")))
@@ -114,11 +132,15 @@ done:
 
 void molt_runtime_free(molt_runtime *rt)
 {
+	size_t i;
+
 	if (!rt)
 		return;
+	for (i = 1; i < rt->nsrc; i++)
+		free(rt->src[i]);
 	free(rt->base);
 	free(rt->cache);
-	free(rt->keys);
+	mr_policy_free(rt->policy);
 	free(rt);
 }
 

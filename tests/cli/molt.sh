@@ -107,6 +107,7 @@ python3 - "$T/r/index/hello.json" "$native" "$wm" "$ws" <<'PY'
 import json, sys
 p, t, m, s = sys.argv[1:]; i = json.load(open(p)); e = i["versions"]["0.1.0"][t]
 e["manifest"], e["signature"] = "sha256:" + m, "sha256:" + s
+if "signatures" in e: e["signatures"] = ["sha256:" + s]
 e["size"] = i["versions"]["0.1.0"]["wasm32-wasi"]["size"]
 open(p, "w").write(json.dumps(i))
 PY

@@ -19,7 +19,13 @@
 extern "C" {
 #endif
 
+/* libmolt exports these; inside a unit they stay hidden (a unit exports the
+ * ABI and nothing else). */
+#ifdef MOLT_ARROW_EXPORT
 #define MOLT_ARROW_API __attribute__((visibility("default")))
+#else
+#define MOLT_ARROW_API
+#endif
 
 /* Status codes. */
 enum {

@@ -39,10 +39,21 @@ typedef struct {
 	size_t trusted_keys_count;
 	molt_progress_cb progress;      /* optional */
 	void *progress_payload;
+	const char *policy;             /* trust policy file (keys/policy.json format,
+					 * docs/security.md); when set it replaces
+					 * trusted_keys, which may then be empty */
+	const char *const *mirrors;     /* other base URLs serving the same registry;
+					 * every file from them is verified the same way */
+	size_t mirrors_count;
+	int allow_yanked;               /* 1: fetch yanked entries (e.g. pinned by a lockfile) */
+	void (*depends)(const char *unit, const char *dependency,
+			void *payload);  /* optional: told each dependency a fetched
+					 * manifest names (never fetched implicitly);
+					 * payload is progress_payload */
 } molt_options;
 
 #define MOLT_OPTIONS_VERSION 1
-#define MOLT_OPTIONS_INIT { MOLT_OPTIONS_VERSION, NULL, NULL, NULL, 0, NULL, NULL }
+#define MOLT_OPTIONS_INIT { MOLT_OPTIONS_VERSION, NULL, NULL, NULL, 0, NULL, NULL, NULL, NULL, 0, 0, NULL }
 
 /* A runtime: one registry, one cache, one set of trusted keys (opaque). */
 typedef struct molt_runtime molt_runtime;
@@ -221,6 +232,49 @@ MOLT_API const char *molt_error_last(void);
 
 /* This host's target triple, e.g. "x86_64-linux-gnu". */
 MOLT_API const char *molt_host_triple(void);
+
+/* ---- Unit bundles (docs/bundles.md) --------------------------------------
+ * A bundle is one tar file (written by `mrecipe pack`) holding a unit's
+ * signed manifest, its minisign signature, its artifact and its schemas,
+ * each named by digest, plus bundle.json naming which is which. It is
+ * checked and loaded offline, with no registry and no cache. */
+
+#define MOLT_BUNDLE_MAX_ENTRIES 64                   /* entries in one bundle */
+#define MOLT_BUNDLE_MAX_ENTRY ((uint64_t)256 << 20)  /* bytes in one entry */
+#define MOLT_BUNDLE_MAX_TOTAL ((uint64_t)512 << 20)  /* bytes in all entries */
+#define MOLT_BUNDLE_JSON_MAX (64u << 10)            /* bytes of bundle.json */
+
+/* What a verified bundle holds (all NUL-terminated). */
+typedef struct {
+	char name[128];           /* the unit's name */
+	char version[64];         /* its exact version */
+	char target[64];          /* its target triple */
+	char manifest_digest[72]; /* "sha256:<hex>" of the signed manifest */
+} molt_bundle_info;
+
+/* Checks the bundle at `bundle` against the trusted keys (paths of minisign
+ * .pub files; at least one), in order: every entry is a regular file named
+ * bundle.json or blobs/sha256/<hex> within the caps above (no absolute
+ * paths, "..", links, folders or devices, no duplicates); every blob's
+ * SHA-256 equals its name; the manifest's signature (key id among the
+ * trusted keys, Ed25519, trusted comment "molt unit <name>@<version>
+ * <target> <manifest digest>"); the manifest's shape; the artifact's digest
+ * and size and every schema against the signed manifest; no entry that the
+ * manifest does not name. Any target is accepted. Fills `out` when it is not
+ * NULL. MOLT_EVERIFY when a check fails, MOLT_EINVALID for a truncated or
+ * malformed bundle, MOLT_ENOTFOUND when the file can't be opened. */
+MOLT_API int molt_bundle_verify(molt_bundle_info *out, const char *bundle,
+				const char *const *trusted_keys, size_t nkeys);
+
+/* Checks the bundle as molt_bundle_verify does, then that its target is
+ * this host's triple, writes its files into a private folder (mode 0700,
+ * under $TMPDIR or /tmp), loads them with molt_unit_load_local (which
+ * re-checks the digests and runs the unit's molt_init) and removes the
+ * folder before returning, whether or not the load succeeded. Free the unit
+ * with molt_unit_free. MOLT_EENV when the folder can't be made or dlopen
+ * fails. */
+MOLT_API int molt_unit_load_bundle(molt_unit **out, const char *bundle,
+				   const char *const *trusted_keys, size_t nkeys);
 
 #ifdef __cplusplus
 }

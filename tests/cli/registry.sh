@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# Registry maintenance end to end: several signing keys, concurrent
+# publishers, yank/unyank, gc, refresh, key rotation, scripts/ci-publish.
+. "$(dirname "$0")/lib.sh"
+
+old=$FIXTURE/dev.key oldpub=$FIXTURE/dev.pub
+MRECIPE_KDF_FAST=1 "$MRECIPE" keygen --unencrypted -s "$T/new.key" -p "$T/new.pub" >/dev/null
+pub() { "$MRECIPE" publish -C "$here" --out "$FIXTURE/out" "$@"; }
+sver() { python3 -c "import json;print(json.load(open('$1/snapshot.json'))['version'])"; }
+tgt() { python3 -c "import json;print(json.dumps(json.load(open('$1/index/hello.json'))['versions']['0.1.0']['wasm32-wasi']))"; }
+
+# --- several keys -----------------------------------------------------------
+run pub -r "$T/two" -s "$old:$T/new.key"
+expect "publish signs with two keys" 0 "published hello@0.1.0 (wasm32-wasi)"
+e=$(tgt "$T/two")
+python3 - "$e" <<'PY' && ok "an entry lists one signature per key; 'signature' is the first" || fail "entry: $e"
+import json, sys
+t = json.loads(sys.argv[1])
+assert len(t["signatures"]) == 2 and t["signature"] == t["signatures"][0] and t["yanked"] is False
+PY
+ids=$(python3 -c "import json;print(' '.join(json.load(open('$T/two/snapshot.json'))['signers']))")
+n=0; for i in $ids; do [ -f "$T/two/snapshot.json.$i.minisig" ] && n=$((n + 1)); done
+[ "$n" = 2 ] && ok "snapshot.json.<KEYID>.minisig for each signer ($ids)" || fail "per-key snapshot signatures: $n of $ids"
+run "$MRECIPE" registry verify -r "$T/two" -k "$oldpub"
+expect "verify with the first key alone" 0 "ok"
+run "$MRECIPE" registry verify -r "$T/two" -k "$T/new.pub"
+expect "verify with the second key alone" 0 "ok"
+if command -v minisign >/dev/null; then
+  for i in $ids; do
+    minisign -Vq -p "$T/new.pub" -m "$T/two/snapshot.json" -x "$T/two/snapshot.json.$i.minisig" 2>/dev/null && good=$i
+  done
+  [ -n "${good:-}" ] && ok "stock minisign -V accepts a per-key snapshot signature" || fail "minisign rejected every per-key signature"
+fi
+cp -r "$T/two" "$T/two-bad"
+second=$(python3 -c "import json,sys;print(json.loads(sys.argv[1])['signatures'][1][7:])" "$e")
+python3 - "$T/two-bad/blobs/sha256/$second" <<'PY'
+import sys; p = sys.argv[1]; b = bytearray(open(p, "rb").read()); b[-10] ^= 1; open(p, "wb").write(b)
+PY
+run "$MRECIPE" registry verify -r "$T/two-bad" -k "$oldpub:$T/new.pub"
+expect "a broken second signature is caught, with its path" 1 "$second"
+
+# --- concurrent publishers ----------------------------------------------------
+for round in 1 2 3; do
+  r=$T/conc$round
+  pub -r "$r" -s "$old" >"$T/a.out" 2>"$T/a.err" & a=$!
+  pub -r "$r" -s "$old" >"$T/b.out" 2>"$T/b.err" & b=$!
+  wait $a; ca=$?; wait $b; cb=$?
+  real=$(cat "$T/a.out" "$T/b.out" | grep -c '^published ')
+  same=$(cat "$T/a.out" "$T/b.out" | grep -c '^unchanged ')
+  if [ "$ca" = 0 ] && [ "$cb" = 0 ] && [ "$real" = 6 ] && [ "$same" = 6 ] && [ "$(sver "$r")" = "$real" ]; then
+    ok "round $round: two publishers at once: both succeed, 6 real changes, snapshot version $real"
+  else
+    fail "round $round: exits $ca/$cb, published $real, unchanged $same, version $(sver "$r"): $(cat "$T/a.err" "$T/b.err")"
+  fi
+  run "$MRECIPE" registry verify -r "$r" -k "$oldpub"
+  expect "round $round: the registry verifies" 0 "ok"
+done
+
+# --- yank / unyank ------------------------------------------------------------
+r=$T/conc1 v0=$(sver "$T/conc1")
+run "$MRECIPE" registry yank hello@0.1.0 -t wasm32-wasi -r "$r" -s "$old"
+expect "yank one target" 0 "yanked hello@0.1.0 (1 entry changed)"
+[ "$(python3 -c "import json;print(json.loads('''$(tgt "$r")''')['yanked'])")" = True ] \
+  && ok "the yanked entry stays in the index, marked" || fail "entry: $(tgt "$r")"
+[ "$(sver "$r")" = $((v0 + 1)) ] && ok "yank signs a new snapshot (version +1)" || fail "version $(sver "$r")"
+run "$MRECIPE" registry verify -r "$r" -k "$oldpub"
+expect "a registry with a yanked unit verifies" 0 "ok"
+run "$MRECIPE" registry yank hello@0.1.0 -t wasm32-wasi -r "$r" -s "$old"
+expect "yanking twice changes nothing" 0 "(0 entries changed)"
+[ "$(sver "$r")" = $((v0 + 1)) ] && ok "a no-op yank leaves the snapshot alone" || fail "version $(sver "$r")"
+run "$MRECIPE" registry unyank hello@0.1.0 -r "$r" -s "$old"
+expect "unyank every target" 0 "unyanked hello@0.1.0 (1 entry changed)"
+run "$MRECIPE" registry yank hello@9.9.9 -r "$r" -s "$old"
+expect "yanking what is not published is an input error" 2 "expected hello@9.9.9, found no such entry"
+run "$MRECIPE" registry yank nosuch@1.0.0 -r "$r" -s "$old"
+expect "yanking an unknown unit names the index path" 2 "index/nosuch.json"
+run "$MRECIPE" registry frob -r "$r"
+expect "an unknown operation is a usage error" 2 "unknown registry operation 'frob'"
+
+# --- gc ---------------------------------------------------------------------
+printf 'orphan bytes' >"$T/orphan"
+h=$(sha256sum "$T/orphan" | cut -c1-64)
+cp "$T/orphan" "$r/blobs/sha256/$h"
+printf 'half' >"$r/blobs/sha256/$h.tmp.12345"
+nblobs=$(ls "$r/blobs/sha256" | wc -l)
+run "$MRECIPE" registry verify -r "$r" -k "$oldpub"
+expect "verify passes with an orphan blob, warning about it" 0 "warning: $r/blobs/sha256/$h: unreferenced blob"
+expect "verify warns about a stale temporary file" 0 "$h.tmp.12345: temporary file"
+run "$MRECIPE" registry gc -r "$r"
+expect "gc lists the orphan (dry run)" 0 "would remove $r/blobs/sha256/$h"
+[ "$(ls "$r/blobs/sha256" | wc -l)" = "$nblobs" ] && ok "a dry run removes nothing" || fail "dry run removed files"
+run "$MRECIPE" registry gc -r "$r" --delete
+expect "gc --delete removes the orphan and the temp file" 0 "2 unreferenced files removed"
+[ ! -e "$r/blobs/sha256/$h" ] && [ "$(ls "$r/blobs/sha256" | wc -l)" = $((nblobs - 2)) ] \
+  && ok "exactly the two unreferenced files are gone" || fail "blobs left: $(ls "$r/blobs/sha256" | wc -l)"
+run "$MRECIPE" registry verify -r "$r" -k "$oldpub"
+expect "after gc every referenced blob is still there" 0 "ok"
+[ -z "$(grep warning "$T/err")" ] && ok "and nothing is unreferenced" || fail "$err"
+run "$MRECIPE" registry gc -r "$r" --delete
+expect "a second gc finds nothing" 0 "0 unreferenced files removed"
+
+# --- refresh ----------------------------------------------------------------
+v0=$(sver "$r")
+run "$MRECIPE" registry refresh -r "$r" -s "$old" --expires-days 2
+expect "refresh" 0 "refreshed $r"
+[ "$(sver "$r")" = $((v0 + 1)) ] && ok "refresh bumps the version" || fail "version $(sver "$r")"
+exp=$(python3 -c "import json;print(json.load(open('$r/snapshot.json'))['expires'][:10])")
+[ "$exp" = "$(date -u -d '+2 days' +%Y-%m-%d)" ] && ok "refresh sets the new expiry" || fail "expires $exp"
+run "$MRECIPE" registry verify -r "$r" -k "$oldpub"
+expect "a refreshed registry verifies" 0 "ok"
+
+# --- key rotation (docs/registry.md) -----------------------------------------
+r=$T/rot
+pub -r "$r" -s "$old" >/dev/null
+run "$MRECIPE" registry verify -r "$r" -k "$T/new.pub"
+expect "before rotation the new key is not trusted by anything" 1 "trusted key"
+run "$MRECIPE" registry refresh --resign -r "$r" -s "$old:$T/new.key"
+expect "rotation step 1: re-sign everything with old and new" 0 "every entry re-signed"
+run "$MRECIPE" registry verify -r "$r" -k "$oldpub"
+expect "step 1: old clients (old key only) still verify" 0 "ok"
+run "$MRECIPE" registry verify -r "$r" -k "$T/new.pub"
+expect "step 1: new clients (new key only) verify" 0 "ok"
+run "$MRECIPE" registry refresh --resign -r "$r" -s "$T/new.key"
+expect "rotation step 2: drop the old key" 0 "every entry re-signed"
+run "$MRECIPE" registry verify -r "$r" -k "$T/new.pub"
+expect "step 2: the new key alone verifies" 0 "ok"
+run "$MRECIPE" registry verify -r "$r" -k "$oldpub"
+expect "step 2: the old key no longer verifies anything" 1 "expected a signature by a trusted key"
+ls "$r"/snapshot.json.*.minisig | grep -q "$(python3 -c "import json;print(json.load(open('$r/snapshot.json'))['signers'][0])")" \
+  && [ "$(ls "$r"/snapshot.json.*.minisig | wc -l)" = 1 ] && ok "step 2: the old key's snapshot signature file is gone" \
+  || fail "snapshot signatures: $(ls "$r")"
+run pub -r "$r" -s "$T/new.key"
+expect "publishing after rotation: unchanged units stay unchanged" 0 "unchanged hello@0.1.0"
+MOLT_OUT=$("$MOLT" fetch -r "$r" --cache "$T/cache-rot" -k "$T/new.pub" -t wasm32-wasi hello@0.1.0 2>&1) \
+  && ok "a client with the new key fetches after rotation" || fail "molt fetch: $MOLT_OUT"
+
+# --- multi-key from the environment, and scripts/ci-publish ---------------------
+run env MRECIPE_SECRET_KEY="$(cat "$old")
+
+$(cat "$T/new.key")" "$MRECIPE" publish -C "$here" --out "$FIXTURE/out" -r "$T/envreg"
+expect "MRECIPE_SECRET_KEY holds two keys separated by a blank line" 0 "published hello@0.1.0"
+[ "$(python3 -c "import json;print(len(json.load(open('$T/envreg/snapshot.json'))['signers']))")" = 2 ] \
+  && ok "both environment keys signed the snapshot" || fail "signers: $(grep -A2 signers "$T/envreg/snapshot.json")"
+run env MRECIPE="$MRECIPE" MRECIPE_SECRET_KEY="$(cat "$old")" "$here/scripts/ci-publish" "$T/ci" "$oldpub" "$FIXTURE/out"
+expect "scripts/ci-publish builds, tests, publishes and verifies" 0 "$T/ci: ok"
+run env MRECIPE="$MRECIPE" MRECIPE_SECRET_KEY= "$here/scripts/ci-publish" "$T/ci" "$oldpub" "$FIXTURE/out"
+expect "ci-publish without a key says what to set" 2 "set MRECIPE_SECRET_KEY"
+finish
