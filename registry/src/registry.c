@@ -208,21 +208,55 @@ static int cmp_member(const void *a, const void *b)
 	return strcmp((*(cJSON *const *)a)->string, (*(cJSON *const *)b)->string);
 }
 
+/* An object's members in an array sorted by name (*out: caller frees;
+ * NULL when there are none). */
+static int sorted_members(const cJSON *obj, cJSON ***out, size_t *n)
+{
+	cJSON *e;
+	size_t i = 0;
+
+	*out = NULL;
+	*n = 0;
+	for (e = obj ? obj->child : NULL; e; e = e->next)
+		(*n)++;
+	if (!*n)
+		return 0;
+	if (!(*out = malloc(*n * sizeof(**out))))
+		return mr_error_set(MR_ERROR, "out of memory");
+	for (e = obj->child; e; e = e->next)
+		(*out)[i++] = e;
+	qsort(*out, *n, sizeof(**out), cmp_member);
+	return 0;
+}
+
+static const cJSON *find_member(cJSON **v, size_t n, const char *name)
+{
+	size_t lo = 0, hi = n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(v[mid]->string, name);
+		if (!c)
+			return v[mid];
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
 /* Sorts an object's members by name, in place. */
 static int sort_members(cJSON *obj)
 {
-	cJSON **v, *e;
-	size_t n = 0, i;
+	cJSON **v;
+	size_t n, i;
+	int rc;
 
-	for (e = obj->child; e; e = e->next)
-		n++;
-	if (n < 2)
-		return 0;
-	if (!(v = malloc(n * sizeof(*v))))
-		return mr_error_set(MR_ERROR, "out of memory");
-	for (i = 0, e = obj->child; e; e = e->next)
-		v[i++] = e;
-	qsort(v, n, sizeof(*v), cmp_member);
+	if ((rc = sorted_members(obj, &v, &n)) || n < 2) {
+		free(v);
+		return rc;
+	}
 	for (i = 0; i < n; i++) {
 		v[i]->prev = i ? v[i - 1] : v[n - 1];
 		v[i]->next = i + 1 < n ? v[i + 1] : NULL;
@@ -243,8 +277,9 @@ int mr__txn_snapshot(mr__txn *t, const char *root, mr_seckey *const *keys,
 	char comment[160], digest[MR_DIGEST_STR_LEN + 1];
 	mr_buf raw = MR_BUF_INIT, sig = MR_BUF_INIT;
 	mr_seckey *sorted[MR_REGISTRY_MAX_KEYS];
-	cJSON *old = NULL, *s = cJSON_CreateObject(), *list, *signers;
+	cJSON *old = NULL, *s = cJSON_CreateObject(), *list, *signers, **prev_sorted = NULL;
 	struct dirent **names = NULL;
+	size_t nprev = 0;
 	double version = 1;
 	int rc = 0, n = 0, i;
 	size_t k;
@@ -274,6 +309,9 @@ int mr__txn_snapshot(mr__txn *t, const char *root, mr_seckey *const *keys,
 		cJSON_AddItemToArray(signers, cJSON_CreateString(id));
 	}
 	list = cJSON_AddObjectToObject(s, "indexes");
+	if ((rc = sorted_members(cJSON_GetObjectItemCaseSensitive(old, "indexes"), &prev_sorted,
+				 &nprev)))
+		goto done;
 	if ((n = scandir(idx, &names, NULL, alphasort)) < 0) {
 		rc = mr_error_sys(MR_EIO, "listing %s", idx);
 		goto done;
@@ -313,8 +351,7 @@ int mr__txn_snapshot(mr__txn *t, const char *root, mr_seckey *const *keys,
 			continue;
 		snprintf(rel, sizeof(rel), "index/%s", names[i]->d_name);
 		names[i]->d_name[len - 5] = '\0';
-		prev = cJSON_GetObjectItemCaseSensitive(
-			cJSON_GetObjectItemCaseSensitive(old, "indexes"), names[i]->d_name);
+		prev = find_member(prev_sorted, nprev, names[i]->d_name);
 		names[i]->d_name[len - 5] = '.';
 		if ((staged = mr__txn_get(t, rel))) {
 			mr_digest_buf(digest, staged->data, staged->len);
@@ -368,6 +405,7 @@ done:
 	for (i = 0; i < n; i++)
 		free(names[i]);
 	free(names);
+	free(prev_sorted);
 	cJSON_Delete(old);
 	cJSON_Delete(s);
 	mr_buf_free(&raw);
