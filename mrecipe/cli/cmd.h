@@ -35,8 +35,9 @@ int plan_recipes(mr_recipe_set *set, mr_recipe ***order, size_t *n,
 /* Reads a passphrase: from the file, from $MRECIPE_PASSPHRASE, or NULL. */
 int read_passphrase(char **out, const char *file);
 
-/* Loads the signing key: $MRECIPE_SECRET_KEY (key text, for CI) or `file`. */
-int load_signing_key(mr_seckey **out, const char *file, const char *passfile);
+/* Asks for a passphrase on the terminal, without echo (caller wipes and
+ * frees *out). MR_EINVALID when there is no terminal. */
+int prompt_passphrase(char **out, const char *question);
 
 /* Loads one or more signing keys (at most MR_REGISTRY_MAX_KEYS into `out`):
  * $MRECIPE_SECRET_KEY (key texts separated by a blank line) or `files`

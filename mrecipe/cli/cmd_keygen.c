@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const mr_opt opts[] = {
 	{ "secret-key", 's', "FILE", "where to write the secret key (created 0600)" },
@@ -33,10 +34,29 @@ static int run(const mr_cmd *cmd, mr_args *args)
 	if (!unenc) {
 		if ((rc = read_passphrase(&pass, mr_args_get(cmd, args, "passphrase-file"))))
 			return mr_cli_fail(PROG, rc);
+		if (!pass && isatty(STDIN_FILENO)) {
+			char *again = NULL;
+			if (!(rc = prompt_passphrase(&pass, "passphrase for the new key")) &&
+			    !(rc = prompt_passphrase(&again, "the same passphrase again")) &&
+			    strcmp(pass, again))
+				rc = mr_error_set(MR_EINVALID, "the two passphrases differ; run keygen again");
+			if (again) {
+				sodium_memzero(again, strlen(again));
+				free(again);
+			}
+			if (rc) {
+				if (pass) {
+					sodium_memzero(pass, strlen(pass));
+					free(pass);
+				}
+				return mr_cli_fail(PROG, rc);
+			}
+		}
 		if (!pass || !*pass) {
 			free(pass);
-			mr_cli_error(PROG, "no passphrase: use --passphrase-file FILE or "
-					   "MRECIPE_PASSPHRASE, or --unencrypted for a development key");
+			mr_cli_error(PROG, "no passphrase: type one on a terminal, or use "
+					   "--passphrase-file FILE or MRECIPE_PASSPHRASE, or "
+					   "--unencrypted for a development key");
 			return 2;
 		}
 	}

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const mr_opt opts[] = {
 	{ "registry", 'r', "DIR", "the registry folder" },
@@ -57,7 +58,11 @@ int load_signing_keys(mr_seckey **out, size_t *n, const char *files, const char 
 			if (*n == MR_REGISTRY_MAX_KEYS)
 				rc = mr_error_set(MR_EINVALID, "--secret-key: more than %d keys",
 						  MR_REGISTRY_MAX_KEYS);
-			else if ((rc = mr_seckey_load(&out[*n], part, pass)))
+			else if ((rc = mr_seckey_load(&out[*n], part, pass)) && !pass &&
+				 isatty(STDIN_FILENO) && strstr(mr_error_last(), "no passphrase") &&
+				 !(rc = prompt_passphrase(&pass, "passphrase for the signing key")))
+				rc = mr_seckey_load(&out[*n], part, pass);
+			if (rc)
 				out[*n] = NULL;
 			else
 				(*n)++;

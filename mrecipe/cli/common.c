@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sodium.h>
+#include <stdio.h>
+#include <termios.h>
 
 static char *absolute(const char *path)
 {
@@ -91,25 +93,34 @@ int read_passphrase(char **out, const char *file)
 	return 0;
 }
 
-int load_signing_key(mr_seckey **out, const char *file, const char *passfile)
+int prompt_passphrase(char **out, const char *question)
 {
-	const char *env = getenv("MRECIPE_SECRET_KEY");
-	char *pass = NULL;
-	int rc;
+	struct termios old, quiet;
+	char line[1024];
+	FILE *tty = fopen("/dev/tty", "r+");
+	int echo_off = 0, rc = 0;
 
-	if ((rc = read_passphrase(&pass, passfile)))
-		return rc;
-	if (env && *env)
-		rc = mr_seckey_parse(out, env, strlen(env), pass, "$MRECIPE_SECRET_KEY");
-	else if (file)
-		rc = mr_seckey_load(out, file, pass);
-	else
-		rc = mr_error_set(MR_EINVALID,
-				  "no signing key: pass --secret-key FILE, or set "
-				  "MRECIPE_SECRET_KEY to the key file's text (CI)");
-	if (pass) {
-		sodium_memzero(pass, strlen(pass));
-		free(pass);
+	*out = NULL;
+	if (!tty)
+		return mr_error_set(MR_EINVALID,
+				    "no passphrase and no terminal to ask on: use "
+				    "--passphrase-file FILE or MRECIPE_PASSPHRASE");
+	fprintf(tty, "%s: ", question);
+	fflush(tty);
+	if (!tcgetattr(fileno(tty), &old)) {
+		quiet = old;
+		quiet.c_lflag &= ~(tcflag_t)ECHO;
+		echo_off = !tcsetattr(fileno(tty), TCSANOW, &quiet);
 	}
+	if (!fgets(line, sizeof(line), tty))
+		rc = mr_error_set(MR_EINVALID, "no passphrase was typed");
+	if (echo_off)
+		tcsetattr(fileno(tty), TCSANOW, &old);
+	fputc('\n', tty);
+	fclose(tty);
+	line[strcspn(line, "\r\n")] = '\0';
+	if (!rc && !(*out = strdup(line)))
+		rc = mr_error_set(MR_ERROR, "out of memory");
+	sodium_memzero(line, sizeof(line));
 	return rc;
 }

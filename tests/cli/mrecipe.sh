@@ -176,6 +176,22 @@ printf 'wrong\n' > "$T/wrong"
 run "$MRECIPE" publish -C "$here" --out "$FIXTURE/out" -r "$T/reg" -s "$T/k.key" --passphrase-file "$T/wrong"
 expect "a wrong passphrase is refused" 1 "wrong passphrase"
 
+# A passphrase typed on a terminal (script(1) gives the command a pty): not echoed.
+if command -v script >/dev/null; then
+  (sleep 0.5; printf 'typed secret\n'; sleep 0.5; printf 'typed secret\n') |
+    script -qec "$MRECIPE keygen -s $T/tty.key -p $T/tty.pub" /dev/null > "$T/tty.out" 2>&1
+  grep -q "secret key $T/tty.key" "$T/tty.out" && ! grep -q 'typed secret' "$T/tty.out" \
+    && ok "keygen asks for the passphrase on a terminal, without echo" || fail "tty keygen: $(cat "$T/tty.out")"
+  (sleep 0.5; printf 'one\n'; sleep 0.5; printf 'two\n') |
+    script -qec "$MRECIPE keygen -s $T/tty2.key -p $T/tty2.pub" /dev/null > "$T/tty.out" 2>&1
+  grep -q "the two passphrases differ" "$T/tty.out" && [ ! -e "$T/tty2.key" ] \
+    && ok "two different passphrases are refused" || fail "tty mismatch: $(cat "$T/tty.out")"
+  (sleep 0.5; printf 'typed secret\n') |
+    script -qec "$MRECIPE publish -C $here --out $FIXTURE/out -r $T/tty-reg -s $T/tty.key hello" /dev/null > "$T/tty.out" 2>&1
+  grep -q "published hello@0.1.0" "$T/tty.out" && ok "publish asks for an encrypted key's passphrase on a terminal" \
+    || fail "tty publish: $(cat "$T/tty.out")"
+fi
+
 # --- publish ------------------------------------------------------------
 run "$MRECIPE" publish -C "$here" --out "$FIXTURE/out" -r "$T/reg" -s "$T/k.key" --passphrase-file "$T/pass"
 expect "publish signs and stores both targets" 0 "published hello@0.1.0 (wasm32-wasi)"
