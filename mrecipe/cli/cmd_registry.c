@@ -7,6 +7,8 @@
 
 #include <sodium.h>
 #include <stdio.h>
+#include "mr/policy.h"
+
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -14,6 +16,7 @@
 static const mr_opt opts[] = {
 	{ "registry", 'r', "DIR", "the registry folder" },
 	{ "key", 'k', "FILE", "verify: trusted public key(s) (.pub), several joined by ':'" },
+	{ "policy", 0, "FILE", "verify: also check signatures against a trust policy (keys/policy.json)" },
 	{ "secret-key", 's', "FILE", "signing key(s), several joined by ':' (or $MRECIPE_SECRET_KEY)" },
 	{ "passphrase-file", 0, "FILE", "the keys' passphrase (else $MRECIPE_PASSPHRASE)" },
 	{ "expires-days", 0, "N", "days until the new snapshot expires (default: 365)" },
@@ -103,8 +106,9 @@ static int parse_days(const char *s, int *out)
 	return 0;
 }
 
-static int do_verify(const char *reg, const char *keyarg)
+static int do_verify(const char *reg, const char *keyarg, const char *policy_path)
 {
+	mr_policy *policy = NULL;
 	mr_pubkey pks[MR_REGISTRY_MAX_KEYS];
 	mr_buf report = MR_BUF_INIT;
 	char *copy, *part, *save = NULL;
@@ -134,7 +138,10 @@ static int do_verify(const char *reg, const char *keyarg)
 		if (done)
 			fprintf(stderr, "%s: warning: completed a publish interrupted after its commit point\n", PROG);
 	}
-	rc = mr_registry_verify(reg, pks, n, &report);
+	if (policy_path && (rc = mr_policy_load(&policy, policy_path)))
+		return mr_cli_fail(PROG, rc);
+	rc = mr_registry_verify(reg, pks, n, policy, &report);
+	mr_policy_free(policy);
 	if (rc < 0)
 		return mr_cli_fail(PROG, rc);
 	if (report.len)
@@ -182,7 +189,7 @@ static int run(const mr_cmd *cmd, mr_args *args)
 			mr_cli_error(PROG, "registry verify needs --key FILE (a trusted .pub)");
 			return 2;
 		}
-		return do_verify(reg, mr_args_get(cmd, args, "key"));
+		return do_verify(reg, mr_args_get(cmd, args, "key"), mr_args_get(cmd, args, "policy"));
 	}
 	if (!strcmp(op, "gc")) {
 		mr_buf report = MR_BUF_INIT;
@@ -238,7 +245,7 @@ static int run_verify(const mr_cmd *cmd, mr_args *args)
 		mr_cli_error(PROG, "verify needs --registry DIR and --key FILE");
 		return 2;
 	}
-	return do_verify(reg, key);
+	return do_verify(reg, key, NULL);
 }
 
 static const mr_opt verify_opts[] = {

@@ -6,6 +6,7 @@
 #include "mr/fs.h"
 #include "mr/json.h"
 #include "mr/manifest.h"
+#include "mr/policy.h"
 #include "mr/wasm.h"
 
 #include <dirent.h>
@@ -940,9 +941,46 @@ static int trusted(const mr_pubkey *keys, size_t n, const unsigned char id[MR_KE
 	return 0;
 }
 
+/* The policy's word on a unit's signatures: thresholds (each key counted
+ * once), which names each key may sign, expiry and revocation. */
+static void verify_policy(const mr_policy *policy, const char *root, const char *mp,
+			  const char *name, const cJSON *t, const mr_buf *m,
+			  const char *comment, mr_buf *report, int *count)
+{
+	const cJSON *sigs = cJSON_GetObjectItemCaseSensitive(t, "signatures"), *e;
+	mr_buf texts[MR_POLICY_MAX_SIGS];
+	char *paths[MR_POLICY_MAX_SIGS];
+	const char *where[MR_POLICY_MAX_SIGS];
+	size_t n = 0, i;
+
+	if (!cJSON_IsArray(sigs)) /* an older entry: its one signature */
+		sigs = NULL;
+	for (e = sigs ? sigs->child : NULL; (sigs ? e != NULL : n == 0) && n < MR_POLICY_MAX_SIGS;
+	     e = e ? e->next : NULL) {
+		const char *sd = sigs ? (cJSON_IsString(e) ? e->valuestring : NULL)
+				      : mr_json_str(t, "signature");
+		texts[n] = (mr_buf)MR_BUF_INIT;
+		paths[n] = sd ? mr_blob_path(root, sd) : NULL;
+		where[n] = paths[n] ? paths[n] : "(a signature)";
+		if (paths[n])
+			mr_fs_read(&texts[n], paths[n], 1 << 16);
+		n++;
+		if (!sigs)
+			break;
+	}
+	if (mr_policy_verify(policy, name, texts, where, n, m->data, m->len, comment, time(NULL),
+			     NULL))
+		problem(report, count, "%s: trust policy: %s", mp, mr_error_last());
+	for (i = 0; i < n; i++) {
+		mr_buf_free(&texts[i]);
+		free(paths[i]);
+	}
+	mr_error_clear();
+}
+
 static void verify_target(const char *root, const mr_pubkey *keys, size_t nkeys,
-			  const char *name, const char *version, const char *target,
-			  const cJSON *t, mr_buf *report, int *count)
+			  const mr_policy *policy, const char *name, const char *version,
+			  const char *target, const cJSON *t, mr_buf *report, int *count)
 {
 	mr_buf m = MR_BUF_INIT;
 	const char *md = mr_json_str(t, "manifest"), *first = mr_json_str(t, "signature");
@@ -988,6 +1026,8 @@ static void verify_target(const char *root, const mr_pubkey *keys, size_t nkeys,
 		if (!sigs)
 			break;
 	}
+	if (policy)
+		verify_policy(policy, root, mp, name, t, &m, comment_want, report, count);
 	if (!good && seen)
 		problem(report, count, "%s: %s@%s %s has no valid signature by a trusted key "
 			"(%d signature%s checked); sign it with 'mrecipe registry refresh --resign'",
@@ -1078,7 +1118,7 @@ done:
 }
 
 int mr_registry_verify(const char *root, const mr_pubkey *keys, size_t nkeys,
-		       mr_buf *report)
+		       const mr_policy *policy, mr_buf *report)
 {
 	char **refs = NULL, *jp = mr_fs_join(root, ".pending");
 	size_t nrefs = 0, i;
@@ -1116,8 +1156,8 @@ int mr_registry_verify(const char *root, const mr_pubkey *keys, size_t nkeys,
 			v = cJSON_GetObjectItemCaseSensitive(idx, "versions");
 			for (v = v ? v->child : NULL; v; v = v->next)
 				for (t = v->child; t; t = t->next)
-					verify_target(root, keys, nkeys, e->string, v->string,
-						      t->string, t, report, &count);
+					verify_target(root, keys, nkeys, policy, e->string,
+						      v->string, t->string, t, report, &count);
 		}
 		cJSON_Delete(idx);
 		mr_buf_free(&raw);

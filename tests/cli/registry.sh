@@ -145,4 +145,30 @@ run env MRECIPE="$MRECIPE" MRECIPE_SECRET_KEY="$(cat "$old")" "$here/scripts/ci-
 expect "scripts/ci-publish builds, tests, publishes and verifies" 0 "$T/ci: ok"
 run env MRECIPE="$MRECIPE" MRECIPE_SECRET_KEY= "$here/scripts/ci-publish" "$T/ci" "$oldpub" "$FIXTURE/out"
 expect "ci-publish without a key says what to set" 2 "set MRECIPE_SECRET_KEY"
+# --- registry verify against a trust policy ---------------------------------
+kid=$(sed -n 's/^untrusted comment: minisign public key \([0-9A-F]*\)$/\1/p' "$FIXTURE/dev.pub")
+cp "$FIXTURE/dev.pub" "$T/dev.pub"
+pol() { printf '{"format": 1, "keys": [{"id": "%s", "pub": "dev.pub", "names": [%s]%s}],\n "thresholds": %s, "snapshot": {"keys": ["%s"], "threshold": 1}}\n' \
+  "$kid" "$1" "$2" "$3" "$kid" > "$T/policy.json"; }
+pol '"*"' '' '{"*": 1}'
+run "$MRECIPE" registry verify --registry "$FIXTURE/registry" -k "$FIXTURE/dev.pub" --policy "$T/policy.json"
+expect "a registry that meets its policy verifies" 0 "ok"
+MRECIPE_KDF_FAST=1 "$MRECIPE" keygen -W -s "$T/second.key" -p "$T/second.pub" >/dev/null
+kid2=$(sed -n 's/^untrusted comment: minisign public key \([0-9A-F]*\)$/\1/p' "$T/second.pub")
+printf '{"format": 1, "keys": [{"id": "%s", "pub": "dev.pub", "names": ["*"]}, {"id": "%s", "pub": "second.pub", "names": ["*"]}],\n "thresholds": {"hello": 2}, "snapshot": {"keys": ["%s"], "threshold": 1}}\n' \
+  "$kid" "$kid2" "$kid" > "$T/policy.json"
+run "$MRECIPE" registry verify --registry "$FIXTURE/registry" -k "$FIXTURE/dev.pub" --policy "$T/policy.json"
+expect "one key where the policy wants two for hello is a problem" 1 "trust policy"
+printf '%s' "$err" | grep -q 'hello' && ! printf '%s' "$err" | grep -q 'countdown.*trust policy' \
+  && ok "only the units the threshold names are reported" || fail "policy report: $err"
+pol '"jsoninfo"' '' '{"*": 1}'
+run "$MRECIPE" registry verify --registry "$FIXTURE/registry" -k "$FIXTURE/dev.pub" --policy "$T/policy.json"
+expect "a key signing names it may not sign is a problem" 1 "trust policy"
+pol '"*"' ', "revoked": true' '{"*": 1}'
+run "$MRECIPE" registry verify --registry "$FIXTURE/registry" -k "$FIXTURE/dev.pub" --policy "$T/policy.json"
+expect "signatures by a revoked key do not count" 1 "trust policy"
+printf '{"format": 1, "keys": [}' > "$T/policy.json"
+run "$MRECIPE" registry verify --registry "$FIXTURE/registry" -k "$FIXTURE/dev.pub" --policy "$T/policy.json"
+expect "a malformed policy is exit 2 with its position" 2 "policy.json:1:"
+
 finish

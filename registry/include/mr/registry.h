@@ -6,6 +6,8 @@
 #include "mr/minisign.h"
 
 #include <cjson/cJSON.h>
+
+struct mr_policy;
 #include <stddef.h>
 #include <time.h>
 
@@ -60,10 +62,12 @@ int mr_snapshot_verify(cJSON **out, const mr_pubkey *keys, size_t nkeys,
  * signatures, and that every artifact and schema it names is present.
  * Problems are appended to `report`, one line each with the path; lines
  * starting "warning: " (unreferenced blobs, stale temporary files, an
- * interrupted publish) are not problems. Returns the number of problems
- * (or a negative error). */
+ * interrupted publish) are not problems. With a `policy`, each unit's
+ * signatures must also satisfy it (thresholds counting each key once, the
+ * names each key may sign, expiry, revocation). Returns the number of
+ * problems (or a negative error). */
 int mr_registry_verify(const char *root, const mr_pubkey *keys, size_t nkeys,
-		       mr_buf *report);
+		       const struct mr_policy *policy, mr_buf *report);
 
 /* Path of a blob in a registry or cache: <root>/blobs/sha256/<hex> (caller frees). */
 char *mr_blob_path(const char *root, const char *digest);
