@@ -232,4 +232,8 @@ expect "a flipped byte in a blob is caught, naming the path" 1 "blobs/sha256/$bl
 cp "$T/reg/index/hello.json" "$T/reg-bad/index/hello.json"; sed -i 's/"yanked":\tfalse/"yanked":\ttrue/' "$T/reg-bad/index/hello.json"
 run "$MRECIPE" verify -r "$T/reg-bad" -k "$T/k.pub"
 expect "an edited index is caught against the snapshot" 1 "index/hello.json: hashes to"
+cp "$T/reg/index/hello.json" "$T/reg-bad/index/hello.json"
+python3 -c 'import sys; p = sys.argv[1]; b = bytearray(open(p, "rb").read()); b[30] ^= 1; open(p, "wb").write(bytes(b))' "$T/reg-bad/snapshot.json"
+run "$MRECIPE" verify -r "$T/reg-bad" -k "$T/k.pub"
+expect "a flipped byte in the snapshot is caught, naming the file" 1 "snapshot.json: signature does not match"
 finish
