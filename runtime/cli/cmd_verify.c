@@ -12,35 +12,11 @@ static const mr_opt opts[] = {
 	{ NULL, 0, NULL, NULL },
 };
 
-#define BUNDLE_MAX_KEYS 16
-
-/* For --bundle: the trusted keys from --key or $MOLT_TRUSTED_KEYS, split at
- * ':' into `paths` (pointing into *copy, which the caller frees). Prints the
- * error and returns 2 when there are none. */
-static int bundle_keys(const mr_cmd *cmd, const mr_args *args, const char **paths, size_t *n,
-		       char **copy)
-{
-	const char *keys = mr_args_get(cmd, args, "key");
-	char *save = NULL, *k;
-
-	*n = 0;
-	if (!keys)
-		keys = getenv("MOLT_TRUSTED_KEYS");
-	if (!keys || !*keys) {
-		mr_cli_error(PROG, "--bundle needs trusted keys (--key FILE or $MOLT_TRUSTED_KEYS)");
-		return 2;
-	}
-	if (!(*copy = strdup(keys)))
-		return 3;
-	for (k = strtok_r(*copy, ":", &save); k && *n < BUNDLE_MAX_KEYS; k = strtok_r(NULL, ":", &save))
-		paths[(*n)++] = k;
-	return 0;
-}
 
 /* Checks a bundle file offline (molt_bundle_verify) and says what it holds. */
 static int verify_bundle(const mr_cmd *cmd, const mr_args *args, const char *file)
 {
-	const char *paths[BUNDLE_MAX_KEYS];
+	const char *paths[MOLT_CLI_MAX_KEYS];
 	molt_bundle_info info;
 	char *copy = NULL;
 	size_t n;

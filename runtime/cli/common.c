@@ -97,3 +97,26 @@ int split_ref(const char *ref, char *name, size_t nlen, char *version, size_t vl
 	memcpy(version, at + 1, strlen(at + 1) + 1);
 	return 0;
 }
+
+/* For --bundle: the trusted keys from --key or $MOLT_TRUSTED_KEYS, split at
+ * ':' into `paths` (pointing into *copy, which the caller frees). Prints the
+ * error and returns 2 when there are none. */
+int bundle_keys(const mr_cmd *cmd, const mr_args *args, const char **paths, size_t *n,
+		       char **copy)
+{
+	const char *keys = mr_args_get(cmd, args, "key");
+	char *save = NULL, *k;
+
+	*n = 0;
+	if (!keys)
+		keys = getenv("MOLT_TRUSTED_KEYS");
+	if (!keys || !*keys) {
+		mr_cli_error(PROG, "--bundle needs trusted keys (--key FILE or $MOLT_TRUSTED_KEYS)");
+		return 2;
+	}
+	if (!(*copy = strdup(keys)))
+		return 3;
+	for (k = strtok_r(*copy, ":", &save); k && *n < MOLT_CLI_MAX_KEYS; k = strtok_r(NULL, ":", &save))
+		paths[(*n)++] = k;
+	return 0;
+}

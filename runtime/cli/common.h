@@ -22,4 +22,13 @@ int open_runtime(molt_runtime **rt, const mr_cmd *cmd, const mr_args *args, int 
 /* Splits "name@version"; prints the error and returns 2 when malformed. */
 int split_ref(const char *ref, char *name, size_t nlen, char *version, size_t vlen);
 
+/* The most trusted keys a command takes. */
+#define MOLT_CLI_MAX_KEYS 16
+
+/* For --bundle: the trusted keys from --key or $MOLT_TRUSTED_KEYS, split at
+ * ':' into `paths` (up to MOLT_CLI_MAX_KEYS, pointing into *copy, which the
+ * caller frees). Prints the error and returns 2 when there are none. */
+int bundle_keys(const mr_cmd *cmd, const mr_args *args, const char **paths, size_t *n,
+		char **copy);
+
 #endif
