@@ -87,18 +87,6 @@ static char *utc(time_t t)
 	return s;
 }
 
-static int parse_utc(const char *s, time_t *out)
-{
-	struct tm tm;
-	const char *end;
-
-	memset(&tm, 0, sizeof(tm));
-	if (!s || !(end = strptime(s, "%Y-%m-%dT%H:%M:%SZ", &tm)) || *end)
-		return -1;
-	*out = timegm(&tm);
-	return 0;
-}
-
 void mr__fault(const char *point)
 {
 	static int hits;
@@ -814,53 +802,69 @@ done:
 	return rc;
 }
 
+int mr_snapshot_parse(cJSON **out, const mr_buf *snapshot, char *want_comment, size_t n,
+		      const char *where)
+{
+	char digest[MR_DIGEST_STR_LEN + 1];
+	const cJSON *v;
+	cJSON *s;
+
+	*out = NULL;
+	if (!(s = cJSON_ParseWithLength((const char *)snapshot->data, snapshot->len)))
+		return mr_error_set(MR_EVERIFY, "%ssnapshot.json: not JSON", where);
+	v = cJSON_GetObjectItemCaseSensitive(s, "version");
+	if (!mr_json_is_int(cJSON_GetObjectItemCaseSensitive(s, "format"), 1, 1) ||
+	    !mr_json_is_int(v, 1, 9e15) ||
+	    !cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(s, "indexes"))) {
+		cJSON_Delete(s);
+		return mr_error_set(MR_EVERIFY, "%ssnapshot.json: not a format-1 snapshot", where);
+	}
+	mr_digest_buf(digest, snapshot->data, snapshot->len);
+	snprintf(want_comment, n, "molt snapshot %.0f %s", v->valuedouble, digest);
+	*out = s;
+	return 0;
+}
+
+int mr_snapshot_fresh(const cJSON *snapshot, time_t now, const char *where)
+{
+	time_t expires;
+
+	if (mr_utc_parse(mr_json_str(snapshot, "expires"), &expires))
+		return mr_error_set(MR_EVERIFY, "%ssnapshot.json: 'expires' is not a UTC time", where);
+	if (expires <= now)
+		return mr_error_set(MR_EVERIFY,
+				    "%ssnapshot.json expired at %s: the registry is stale or "
+				    "frozen; its publisher must refresh it",
+				    where, mr_json_str(snapshot, "expires"));
+	return 0;
+}
+
 int mr_snapshot_verify(cJSON **out, const mr_pubkey *keys, size_t nkeys,
 		       const mr_buf *snapshot, const mr_buf *sig, time_t now)
 {
-	char *comment = NULL, want[160], digest[MR_DIGEST_STR_LEN + 1];
-	mr_json *doc = NULL;
-	const cJSON *root, *v;
-	time_t expires;
+	char *comment = NULL, want[160];
+	cJSON *s = NULL;
 	int rc;
 
 	*out = NULL;
 	if ((rc = mr_verify(keys, nkeys, (const char *)sig->data, sig->len,
 			    snapshot->data, snapshot->len, &comment)))
 		return mr_error_wrap(rc, "snapshot.json");
-	if ((rc = mr_json_parse(&doc, "snapshot.json", (const char *)snapshot->data,
-				snapshot->len)))
+	if ((rc = mr_snapshot_parse(&s, snapshot, want, sizeof(want), "")))
 		goto done;
-	root = mr_json_root(doc);
-	v = cJSON_GetObjectItemCaseSensitive(root, "version");
-	if (!mr_json_is_int(cJSON_GetObjectItemCaseSensitive(root, "format"), 1, 1) ||
-	    !mr_json_is_int(v, 1, 9e15) ||
-	    !cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(root, "indexes"))) {
-		rc = mr_error_set(MR_EVERIFY, "snapshot.json: not a format-1 snapshot");
-		goto done;
-	}
-	mr_digest_buf(digest, snapshot->data, snapshot->len);
-	snprintf(want, sizeof(want), "molt snapshot %.0f %s", v->valuedouble, digest);
 	if (strcmp(comment, want)) {
 		rc = mr_error_set(MR_EVERIFY,
 				  "snapshot.json: signed comment is '%s', expected '%s'",
 				  comment, want);
 		goto done;
 	}
-	if (parse_utc(mr_json_str(root, "expires"), &expires)) {
-		rc = mr_error_set(MR_EVERIFY, "snapshot.json: 'expires' is not a UTC time");
-		goto done;
+	if (!(rc = mr_snapshot_fresh(s, now, ""))) {
+		*out = s;
+		s = NULL;
 	}
-	if (expires <= now) {
-		rc = mr_error_set(MR_EVERIFY,
-				  "snapshot.json expired at %s: the registry is stale or "
-				  "frozen; its publisher must refresh it",
-				  mr_json_str(root, "expires"));
-		goto done;
-	}
-	*out = cJSON_Duplicate(root, 1);
 done:
+	cJSON_Delete(s);
 	free(comment);
-	mr_json_free(doc);
 	return rc;
 }
 

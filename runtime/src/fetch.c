@@ -346,15 +346,14 @@ static int keyid_ok(const char *s)
 /* One source's snapshot: signatures under the policy's snapshot keys and
  * threshold, the signed comment, format, expiry against `now`, and no
  * rollback or fast-forward past what this client has seen. */
-static int snapshot_from(molt_runtime *rt, const char *src, time_t now, const char *skeys,
-			 double seen, cJSON **out)
+static int snapshot_from(molt_runtime *rt, const char *src, time_t now, double seen,
+			 cJSON **out)
 {
 	mr_buf snap = MR_BUF_INIT, sigs[MR_POLICY_MAX_SIGS];
-	char want[160], digest[MR_DIGEST_STR_LEN + 1], rel[64], *where[MR_POLICY_MAX_SIGS];
+	char want[160], rel[64], *where[MR_POLICY_MAX_SIGS];
 	cJSON *s = NULL;
 	const cJSON *v, *signer;
 	size_t nsigs = 0, i;
-	time_t expires;
 	int rc;
 
 	memset(sigs, 0, sizeof(sigs));
@@ -367,17 +366,9 @@ static int snapshot_from(molt_runtime *rt, const char *src, time_t now, const ch
 		rc = mr_error_set(MR_ERROR, "out of memory");
 		goto done;
 	}
-	if (!(s = cJSON_ParseWithLength((const char *)snap.data, snap.len))) {
-		rc = mr_error_set(MR_EVERIFY, "%ssnapshot.json: not JSON", src);
+	if ((rc = mr_snapshot_parse(&s, &snap, want, sizeof(want), src)))
 		goto done;
-	}
 	v = cJSON_GetObjectItemCaseSensitive(s, "version");
-	if (!mr_json_is_int(cJSON_GetObjectItemCaseSensitive(s, "format"), 1, 1) ||
-	    !mr_json_is_int(v, 1, 9e15) ||
-	    !cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(s, "indexes"))) {
-		rc = mr_error_set(MR_EVERIFY, "%ssnapshot.json: not a format-1 snapshot", src);
-		goto done;
-	}
 	/* More signatures are fetched only when one key is not enough; the
 	 * "signers" list is unsigned, so it only says which files to try. */
 	signer = cJSON_GetObjectItemCaseSensitive(s, "signers");
@@ -398,24 +389,13 @@ static int snapshot_from(molt_runtime *rt, const char *src, time_t now, const ch
 				goto done;
 			}
 		}
-	mr_digest_buf(digest, snap.data, snap.len);
-	snprintf(want, sizeof(want), "molt snapshot %.0f %s", v->valuedouble, digest);
 	if ((rc = mr_policy_verify(rt->policy, NULL, sigs, (const char *const *)where, nsigs,
 				   snap.data, snap.len, want, now, NULL))) {
 		mr_error_wrap(rc, "%ssnapshot.json", src);
 		goto done;
 	}
-	if (mr_utc_parse(mr_json_str(s, "expires"), &expires)) {
-		rc = mr_error_set(MR_EVERIFY, "%ssnapshot.json: 'expires' is not a UTC time", src);
+	if ((rc = mr_snapshot_fresh(s, now, src)))
 		goto done;
-	}
-	if (expires <= now) {
-		rc = mr_error_set(MR_EVERIFY,
-				  "%ssnapshot.json expired at %s: the registry is stale or "
-				  "frozen; its publisher must refresh it",
-				  src, mr_json_str(s, "expires"));
-		goto done;
-	}
 	if (v->valuedouble < seen) {
 		rc = mr_error_set(MR_EVERIFY,
 				  "%ssnapshot.json: rollback: version %.0f is older than version %.0f "
@@ -433,7 +413,6 @@ static int snapshot_from(molt_runtime *rt, const char *src, time_t now, const ch
 				  src, v->valuedouble, MOLT__MAX_VERSION_JUMP, seen, rt->cache);
 		goto done;
 	}
-	(void)skeys;
 	*out = s;
 	s = NULL;
 done:
@@ -459,7 +438,7 @@ static int get_snapshot(molt_runtime *rt, time_t now, cJSON **out)
 		return rc;
 	seen = state_version(rt, (const char *)keys.data);
 	for (i = 0; i < rt->nsrc; i++) {
-		if (!(rc = snapshot_from(rt, rt->src[i], now, (const char *)keys.data, seen, out)))
+		if (!(rc = snapshot_from(rt, rt->src[i], now, seen, out)))
 			break;
 		failed(&f, rc);
 	}

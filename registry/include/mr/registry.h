@@ -50,8 +50,19 @@ int mr_registry_gc(const char *root, int remove, mr_buf *report);
  * there was something to complete. Holds the lock. */
 int mr_registry_recover(const char *root, int *done);
 
-/* Checks a snapshot against the trusted keys and `now`; on success *out is
- * the parsed snapshot (caller frees with cJSON_Delete). */
+/* Parses snapshot bytes and checks their shape (format 1, a version, an
+ * index list); writes the trusted comment a signature over them must carry
+ * ("molt snapshot <version> <digest>") to `want_comment`. `where` (a URL or
+ * folder, may be "") prefixes messages. The caller deletes *out. */
+int mr_snapshot_parse(cJSON **out, const mr_buf *snapshot, char *want_comment, size_t n,
+		      const char *where);
+
+/* MR_EVERIFY unless the snapshot's `expires` is a UTC time after `now`. */
+int mr_snapshot_fresh(const cJSON *snapshot, time_t now, const char *where);
+
+/* Checks a snapshot against the trusted keys and `now`: one signature,
+ * shape, trusted comment, expiry. On success *out is the parsed snapshot
+ * (caller frees with cJSON_Delete). */
 int mr_snapshot_verify(cJSON **out, const mr_pubkey *keys, size_t nkeys,
 		       const mr_buf *snapshot, const mr_buf *sig, time_t now);
 
