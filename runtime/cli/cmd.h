@@ -7,6 +7,7 @@
 #define PROG "molt"
 
 extern const mr_cmd molt_cmd_fetch;
+extern const mr_cmd molt_cmd_lock;
 extern const mr_cmd molt_cmd_call;
 extern const mr_cmd molt_cmd_verify;
 extern const mr_cmd molt_cmd_serve;

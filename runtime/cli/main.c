@@ -3,7 +3,7 @@
 #include <stddef.h>
 
 static const mr_cmd *const table[] = {
-	&molt_cmd_fetch, &molt_cmd_call, &molt_cmd_verify, &molt_cmd_serve,
+	&molt_cmd_fetch, &molt_cmd_lock, &molt_cmd_call, &molt_cmd_verify, &molt_cmd_serve,
 };
 
 int main(int argc, char **argv)
