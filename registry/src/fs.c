@@ -72,8 +72,9 @@ int mr_fs_write_atomic(const char *path, const void *data, size_t len,
 
 	if (!tmp)
 		return mr_error_set(MR_ERROR, "out of memory");
-	snprintf(tmp, plen + 32, "%s.tmp.%ld", path, (long)getpid());
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	/* A unique name per writer, threads included: "<path>.tmp.XXXXXX". */
+	snprintf(tmp, plen + 32, "%s.tmp.XXXXXX", path);
+	fd = mkostemp(tmp, O_CLOEXEC);
 	if (fd < 0) {
 		rc = mr_error_sys(MR_EIO, "creating %s", tmp);
 		goto done;

@@ -884,7 +884,7 @@ static void problem(mr_buf *report, int *count, const char *fmt, ...)
 		(*count)++;
 }
 
-/* 1 for names a writer uses before a rename: "<x>.tmp.<pid>", "<x>.new". */
+/* 1 for names a writer uses before a rename: "<x>.tmp.XXXXXX", "<x>.new". */
 static int is_temp_name(const char *n)
 {
 	size_t len = strlen(n);
