@@ -16,6 +16,10 @@ static const mr_opt opts[] = {
 	{ "step-budget", 0, "N", "work units per poll, sent to the unit (default: the unit's, 65536)" },
 	{ "max-output", 0, "BYTES", "refuse a result envelope over BYTES: runtime error 6 (default: 64 MiB)" },
 	{ "bundle", 'b', "FILE", "load the unit from a bundle (mrecipe pack) offline, without a registry" },
+	{ "locked", 0, NULL, "load exactly what molt.lock pins for NAME (the digests must agree)" },
+	{ "lock", 0, "FILE", "as --locked, with this lockfile" },
+	{ "digest", 0, "SHA256", "load the unit whose signed manifest has this digest: FUNCTION JSON follow" },
+	{ "with", 0, "NAME@VERSION[,...]", "load these units first, in order: the unit's run-time depends" },
 	{ NULL, 0, NULL, NULL },
 };
 
@@ -67,6 +71,68 @@ static int limits(const mr_cmd *cmd, const mr_args *args, molt_unit_options *o)
 	return 0;
 }
 
+/* Loads each --with unit into rt first (the run-time depends of the unit
+ * called: nothing is loaded implicitly). They stay loaded until *deps is
+ * freed by the caller, unit by unit. */
+static int load_with(const mr_cmd *cmd, const mr_args *args, molt_runtime *rt,
+		     molt_unit **deps, size_t max, size_t *n)
+{
+	const char *list = mr_args_get(cmd, args, "with");
+	char name[128], version[64], *copy, *save = NULL, *k;
+	int rc = 0;
+
+	*n = 0;
+	if (!list)
+		return 0;
+	if (!(copy = strdup(list)))
+		return 3;
+	for (k = strtok_r(copy, ",", &save); k && !rc; k = strtok_r(NULL, ",", &save)) {
+		if (*n == max) {
+			mr_cli_error(PROG, "--with: at most %zu units", max);
+			rc = 2;
+		} else if (!(rc = split_ref(k, name, sizeof(name), version, sizeof(version))) &&
+			   (rc = molt_unit_load(&deps[*n], rt, name, version))) {
+			rc = mr_cli_fail(PROG, rc);
+		} else if (!rc) {
+			(*n)++;
+		}
+	}
+	free(copy);
+	return rc;
+}
+
+/* Loads the unit the command line names: by NAME@VERSION, by lockfile
+ * entry (--locked, --lock FILE; the version must be the locked one) or by
+ * manifest digest (--digest). */
+static int load_named(const mr_cmd *cmd, const mr_args *args, molt_runtime *rt,
+		      const char *ref, molt_unit **u)
+{
+	const char *lock = mr_args_get(cmd, args, "lock"), *digest = mr_args_get(cmd, args, "digest");
+	char name[128], version[64];
+	molt_lockfile *lf = NULL;
+	molt_lock_entry e;
+	int rc;
+
+	if (digest)
+		return (rc = molt_unit_load_digest(u, rt, digest)) ? mr_cli_fail(PROG, rc) : 0;
+	if ((rc = split_ref(ref, name, sizeof(name), version, sizeof(version))))
+		return rc;
+	if (!lock && !mr_args_get(cmd, args, "locked"))
+		return (rc = molt_unit_load(u, rt, name, version)) ? mr_cli_fail(PROG, rc) : 0;
+	if ((rc = molt_lockfile_open(&lf, lock ? lock : "molt.lock")) ||
+	    (rc = molt_lockfile_entry(&e, lf, name, NULL))) {
+		rc = mr_cli_fail(PROG, rc);
+	} else if (strcmp(e.version, version)) {
+		mr_cli_error(PROG, "%s pins %s@%s, not %s; call the locked version, or molt lock %s "
+				   "again", lock ? lock : "molt.lock", name, e.version, ref, ref);
+		rc = 2;
+	} else if ((rc = molt_unit_load_locked(u, rt, lf, name))) {
+		rc = mr_cli_fail(PROG, rc);
+	}
+	molt_lockfile_free(lf);
+	return rc;
+}
+
 /* Loads a native unit explicitly and calls one function with JSON. */
 static int run(const mr_cmd *cmd, mr_args *args)
 {
@@ -75,7 +141,9 @@ static int run(const mr_cmd *cmd, mr_args *args)
 	unsigned char *env = NULL, *res = NULL;
 	size_t env_len, res_len;
 	molt_runtime *rt = NULL;
-	molt_unit *u = NULL;
+	molt_unit *u = NULL, *deps[16];
+	size_t ndeps = 0;
+	int by_digest = mr_args_get(cmd, args, "digest") != NULL;
 	const char *bundle = mr_args_get(cmd, args, "bundle"), *func, *json;
 	const char *paths[MOLT_CLI_MAX_KEYS];
 	char *keys = NULL;
@@ -100,17 +168,23 @@ static int run(const mr_cmd *cmd, mr_args *args)
 		}
 		goto loaded;
 	}
-	if (args->nrest != 3) {
-		mr_cli_error(PROG, "call: expected NAME@VERSION FUNCTION JSON, e.g. "
-				   "molt call hello@0.1.0 greet '{\"name\":\"Ada\"}'");
+	if (args->nrest != 3 - by_digest) {
+		mr_cli_error(PROG, by_digest ? "call --digest SHA256: expected FUNCTION JSON"
+					     : "call: expected NAME@VERSION FUNCTION JSON, e.g. "
+					       "molt call hello@0.1.0 greet '{\"name\":\"Ada\"}'");
 		return 2;
 	}
-	func = args->rest[1];
-	json = args->rest[2];
-	if ((rc = split_ref(args->rest[0], name, sizeof(name), version, sizeof(version))) ||
-	    (rc = limits(cmd, args, &o)) || (rc = open_runtime(&rt, cmd, args, 1)))
+	func = args->rest[1 - by_digest];
+	json = args->rest[2 - by_digest];
+	if (!by_digest &&
+	    (rc = split_ref(args->rest[0], name, sizeof(name), version, sizeof(version))))
 		return rc;
-	if ((rc = molt_unit_load(&u, rt, name, version)) || (rc = molt_unit_set_options(u, &o))) {
+	if ((rc = limits(cmd, args, &o)) || (rc = open_runtime(&rt, cmd, args, 1)))
+		return rc;
+	if ((rc = load_with(cmd, args, rt, deps, sizeof(deps) / sizeof(deps[0]), &ndeps)) ||
+	    (rc = load_named(cmd, args, rt, by_digest ? NULL : args->rest[0], &u)))
+		goto done;
+	if ((rc = molt_unit_set_options(u, &o))) {
 		rc = mr_cli_fail(PROG, rc);
 		goto done;
 	}
@@ -135,11 +209,13 @@ done:
 	free(env);
 	free(res);
 	molt_unit_free(u);
+	while (ndeps)
+		molt_unit_free(deps[--ndeps]);
 	molt_runtime_free(rt);
 	return rc;
 }
 
 const mr_cmd molt_cmd_call = {
 	"call", "load a native unit explicitly and call a function: JSON in, JSON out",
-	"[options] NAME@VERSION FUNCTION JSON | --bundle FILE -k KEY FUNCTION JSON", opts, run,
+	"[options] NAME@VERSION FUNCTION JSON | --digest SHA256 FUNCTION JSON | --bundle FILE -k KEY FUNCTION JSON", opts, run,
 };

@@ -10,8 +10,13 @@
 #include "mr/manifest.h"
 
 #include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,8 +24,17 @@
 
 #define MANIFEST_MAX (1u << 20)
 
+/* Loads a unit molt__fetch returned, for molt_unit_load and lock.c: takes
+ * f->manifest, frees f->artifact. Its prototype belongs in internal.h. */
+int molt__unit_load_fetched(molt_unit **out, molt_runtime *rt, molt__fetched *f,
+			    const char *manifest_digest);
+
 struct molt_unit {
 	void *dl;
+	molt_runtime *rt;       /* the runtime it was loaded into (NULL: local, bundle) */
+	char digest[72];        /* "sha256:<hex>" of its manifest */
+	molt_unit *next_live;   /* in `live`, once loaded into a runtime */
+	int fd;                 /* the private copy dlopen mapped, or -1 */
 	molt_unit_options opts; /* limits for the next jobs */
 	cJSON *manifest;
 	cJSON **schemas; /* parsed documents, in the order of the manifest's "schemas" */
@@ -42,6 +56,7 @@ static int unit_new(molt_unit **out, cJSON *manifest)
 	size_t n = (size_t)cJSON_GetArraySize(s);
 
 	if (u && (u->schemas = calloc(n ? n : 1, sizeof(*u->schemas)))) {
+		u->fd = -1;
 		u->manifest = manifest;
 		u->nschemas = n;
 		*out = u;
@@ -105,21 +120,88 @@ static int send_config(molt_unit *u, uint32_t step_budget)
 	return 0;
 }
 
-/* What every load does once the unit's files are checked: the manifest's
- * ABI, dlopen, the seven symbols, molt_abi_version() and molt_init. */
+/* The manifest's ABI version, checked before anything else is read. */
+static int check_abi(const molt_unit *u)
+{
+	if (strcmp(mr_json_str(u->manifest, "abi_version"), "0.1"))
+		return mr_error_set(MR_EVERIFY, "%s@%s needs ABI %s; this libmolt speaks 0.1",
+				    unit_name(u), unit_version(u),
+				    mr_json_str(u->manifest, "abi_version"));
+	return 0;
+}
+
+/* Copies the artifact into a private in-memory file, hashing the bytes as
+ * they are copied, and returns its descriptor when they still have the
+ * manifest's digest. So the bytes dlopen maps are the bytes checked (a
+ * cache file changed after the check is refused), and every load is its
+ * own copy of the unit: two units loaded from the same cache file, on one
+ * thread or several, never share the unit's globals (its task table). */
+static int private_copy(const molt_unit *u, const char *artifact, int *fd_out)
+{
+	const char *want = mr_json_str(cJSON_GetObjectItemCaseSensitive(u->manifest, "artifact"),
+				       "digest");
+	char have[MR_DIGEST_STR_LEN + 1], buf[65536];
+	unsigned char raw[MR_DIGEST_LEN];
+	mr_sha256 *h = NULL;
+	int in = -1, fd = -1, rc;
+	ssize_t n;
+
+	*fd_out = -1;
+	if ((rc = mr_sha256_new(&h)))
+		return rc;
+	if ((in = open(artifact, O_RDONLY | O_CLOEXEC)) < 0) {
+		rc = mr_error_sys(MR_EENV, "opening %s", artifact);
+		goto done;
+	}
+	if ((fd = memfd_create("molt-unit", MFD_CLOEXEC)) < 0) {
+		rc = mr_error_sys(MR_EENV, "memfd_create for %s", artifact);
+		goto done;
+	}
+	while ((n = read(in, buf, sizeof(buf))) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 || write(fd, buf, (size_t)n) != n) {
+			rc = mr_error_sys(MR_EENV, "copying %s", artifact);
+			goto done;
+		}
+		mr_sha256_update(h, buf, (size_t)n);
+	}
+	mr_sha256_final(h, raw);
+	mr_digest_format(have, raw);
+	if (!want || strcmp(have, want))
+		rc = mr_error_set(MR_EVERIFY, "%s: the bytes now hash to %s, but the manifest of "
+					      "%s@%s says %s; the file changed after it was "
+					      "verified; refusing to load it",
+				  artifact, have, unit_name(u), unit_version(u), want ? want : "(none)");
+done:
+	mr_sha256_free(h);
+	if (in >= 0)
+		close(in);
+	if (rc && fd >= 0)
+		close(fd);
+	else
+		*fd_out = fd;
+	return rc;
+}
+
+/* What every load does once the unit's files are checked: dlopen, the
+ * seven symbols, molt_abi_version() and molt_init. */
 static int unit_start(molt_unit *u, const char *artifact)
 {
 	const char *name = unit_name(u), *version = unit_version(u);
 	molt_unit_options defaults = MOLT_UNIT_OPTIONS_INIT;
+	char self[64];
 	uint32_t abi;
 	int rc;
 
 	u->opts = defaults;
-	if (strcmp(mr_json_str(u->manifest, "abi_version"), "0.1"))
-		return mr_error_set(MR_EVERIFY, "%s@%s needs ABI %s; this libmolt speaks 0.1", name,
-				    version, mr_json_str(u->manifest, "abi_version"));
+	if ((rc = private_copy(u, artifact, &u->fd)))
+		return rc;
+	/* dlopen knows a loaded object by this name: the descriptor stays open
+	 * until after dlclose, so no other unit's copy gets the same name. */
+	snprintf(self, sizeof(self), "/proc/self/fd/%d", u->fd);
 	/* Only now, with the unit's files checked, does any of its code run. */
-	if (!(u->dl = dlopen(artifact, RTLD_NOW | RTLD_LOCAL)))
+	if (!(u->dl = dlopen(self, RTLD_NOW | RTLD_LOCAL)))
 		return mr_error_set(MR_EENV, "loading %s@%s from %s: %s", name, version, artifact,
 				    dlerror());
 	if ((rc = sym(u, "molt_abi_version", (void **)&u->abi_version)) ||
@@ -158,33 +240,206 @@ static int entry_version(const cJSON *s)
 	return mr_json_is_int(v, 1, 1000000) ? (int)v->valuedouble : 0;
 }
 
-int molt_unit_load(molt_unit **out, molt_runtime *rt, const char *name,
-		   const char *version)
+/* ---- the units loaded into each runtime, for run-time depends ----------
+ * One list for the process, guarded by a mutex, so that runtimes on
+ * different threads never touch each other's units. */
+
+static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
+static molt_unit *live;
+
+static void live_add(molt_unit *u)
 {
-	molt__fetched f;
+	pthread_mutex_lock(&live_lock);
+	u->next_live = live;
+	live = u;
+	pthread_mutex_unlock(&live_lock);
+}
+
+static void live_remove(molt_unit *u)
+{
+	molt_unit **p;
+
+	pthread_mutex_lock(&live_lock);
+	for (p = &live; *p && *p != u; p = &(*p)->next_live)
+		;
+	if (*p)
+		*p = u->next_live;
+	pthread_mutex_unlock(&live_lock);
+}
+
+/* MAJOR.MINOR.PATCH[-pre] (as mrecipe reads versions); *pre is "" or "-...". */
+static int parse_semver(const char *s, long v[3], const char **pre)
+{
+	int i;
+
+	for (i = 0; i < 3; i++) {
+		char *end;
+		if (*s < '0' || *s > '9')
+			return -1;
+		v[i] = strtol(s, &end, 10);
+		if (v[i] < 0 || (*s == '0' && end - s > 1))
+			return -1;
+		s = end;
+		if (i < 2 && *s++ != '.')
+			return -1;
+	}
+	if (*s && *s != '-')
+		return -1;
+	*pre = s;
+	return 0;
+}
+
+/* 1 if `version` satisfies `range`: *, X.Y.Z or =X.Y.Z, ^X.Y.Z, ~X.Y.Z
+ * (docs/recipes.md, the same rules as mrecipe's). */
+static int semver_satisfies(const char *version, const char *range)
+{
+	long have[3], want[3];
+	const char *hpre, *wpre;
+	char op = range[0];
+	int i;
+
+	if (parse_semver(version, have, &hpre))
+		return 0;
+	if (!strcmp(range, "*"))
+		return !*hpre;
+	if (op == '^' || op == '~' || op == '=')
+		range++;
+	else
+		op = '=';
+	if (parse_semver(range, want, &wpre))
+		return 0;
+	if (*hpre || *wpre)
+		return op == '=' && !strcmp(version, range);
+	for (i = 0; i < 3 && have[i] == want[i]; i++)
+		;
+	if (i == 3)
+		return 1;
+	if (op == '=' || have[i] < want[i])
+		return 0;
+	if (op == '~')
+		return i == 2;
+	if (want[0])
+		return i > 0;
+	if (want[1])
+		return i > 1;
+	return 0;
+}
+
+/* 1 if a unit named `name` whose version satisfies `range` is loaded into rt. */
+static int is_loaded(const molt_runtime *rt, const char *name, const char *range)
+{
+	const molt_unit *u;
+	int found = 0;
+
+	pthread_mutex_lock(&live_lock);
+	for (u = live; u && !found; u = u->next_live)
+		found = u->rt == rt && !strcmp(unit_name(u), name) &&
+			semver_satisfies(unit_version(u), range);
+	pthread_mutex_unlock(&live_lock);
+	return found;
+}
+
+/* Every run-time dependency the manifest names must already be loaded into
+ * rt: nothing is loaded implicitly, not even a dependency. */
+static int check_depends(const molt_unit *u, const molt_runtime *rt)
+{
+	const cJSON *d = cJSON_GetObjectItemCaseSensitive(u->manifest, "depends");
+	char name[128];
+	const char *range;
+
+	for (d = cJSON_IsArray(d) ? d->child : NULL; d; d = d->next) {
+		if (cJSON_IsString(d) && strchr(d->valuestring, '@') &&
+		    (size_t)(strchr(d->valuestring, '@') - d->valuestring) < sizeof(name)) {
+			range = strchr(d->valuestring, '@') + 1;
+			snprintf(name, sizeof(name), "%.*s",
+				 (int)(range - 1 - d->valuestring), d->valuestring);
+		} else if (mr_json_str(d, "name") && strlen(mr_json_str(d, "name")) < sizeof(name)) {
+			snprintf(name, sizeof(name), "%s", mr_json_str(d, "name"));
+			range = mr_json_str(d, "version") ? mr_json_str(d, "version") : "*";
+		} else {
+			return mr_error_set(MR_EVERIFY, "%s@%s: a \"depends\" entry is neither "
+							"NAME@VERSION nor {name, version}",
+					    unit_name(u), unit_version(u));
+		}
+		if (!is_loaded(rt, name, range))
+			return mr_error_set(MR_ENOTFOUND,
+					    "%s@%s depends on %s@%s at run time, which is not loaded "
+					    "in this runtime; load it first (molt_unit_load(rt, \"%s\", "
+					    "VERSION), or molt call --with %s@VERSION), then load %s@%s. "
+					    "Nothing is loaded implicitly",
+					    unit_name(u), unit_version(u), name, range, name, name,
+					    unit_name(u), unit_version(u));
+	}
+	return 0;
+}
+
+int molt__unit_load_fetched(molt_unit **out, molt_runtime *rt, molt__fetched *f,
+			    const char *manifest_digest)
+{
 	molt_unit *u = NULL;
 	const cJSON *s;
 	size_t i;
 	int rc;
 
 	*out = NULL;
-	if ((rc = molt__fetch(rt, name, version, molt_host_triple(), &f, NULL)))
-		return rc;
-	if ((rc = unit_new(&u, f.manifest)))
+	rc = unit_new(&u, f->manifest);
+	f->manifest = NULL;
+	if (rc)
+		goto done;
+	snprintf(u->digest, sizeof(u->digest), "%s", manifest_digest);
+	/* Digests, signature and target were checked by the fetch; then, before
+	 * any of the unit's code runs: ABI, schema digests, run-time depends. */
+	if ((rc = check_abi(u)))
 		goto done;
 	s = cJSON_GetObjectItemCaseSensitive(u->manifest, "schemas");
 	for (i = 0, s = s ? s->child : NULL; !rc && s; s = s->next, i++)
 		rc = molt__schema_get(rt, u->manifest, mr_json_str(s, "id") ? mr_json_str(s, "id") : "",
 				      entry_version(s), &u->schemas[i]);
-	if (!rc)
-		rc = unit_start(u, f.artifact);
+	if (rc || (rc = check_depends(u, rt)) || (rc = unit_start(u, f->artifact)))
+		goto done;
+	u->rt = rt;
+	live_add(u);
 done:
-	free(f.artifact);
+	free(f->artifact);
+	f->artifact = NULL;
 	if (rc)
 		molt_unit_free(u);
 	else
 		*out = u;
 	return rc;
+}
+
+int molt_unit_load(molt_unit **out, molt_runtime *rt, const char *name,
+		   const char *version)
+{
+	char digest[72];
+	molt__fetched f;
+	int rc;
+
+	*out = NULL;
+	if ((rc = molt__fetch(rt, name, version, molt_host_triple(), &f, digest)))
+		return rc;
+	return molt__unit_load_fetched(out, rt, &f, digest);
+}
+
+const char *molt_unit_name(const molt_unit *u)
+{
+	return unit_name(u);
+}
+
+const char *molt_unit_version(const molt_unit *u)
+{
+	return unit_version(u);
+}
+
+const char *molt_unit_target(const molt_unit *u)
+{
+	return mr_json_str(u->manifest, "target");
+}
+
+const char *molt_unit_manifest_digest(const molt_unit *u)
+{
+	return u->digest;
 }
 
 /* The local files' checks (molt.h): artifact size and digest, then every
@@ -207,6 +462,8 @@ static int check_local(molt_unit *u, const char *artifact, const char *manifest_
 				    "with digest %s; refusing it. The artifact changed after the build, or "
 				    "the manifest is another build's: rebuild (mrecipe build %s)",
 				    artifact, want_size, want, manifest_path, size, have, unit_name(u));
+	if ((rc = check_abi(u)))
+		return rc;
 	s = cJSON_GetObjectItemCaseSensitive(u->manifest, "schemas");
 	for (i = 0, s = s ? s->child : NULL; s; s = s->next, i++) {
 		const char *id = mr_json_str(s, "id"), *digest = mr_json_str(s, "digest");
@@ -268,7 +525,8 @@ int molt_unit_load_local(molt_unit **out, const char *artifact, const char *mani
 		rc = mr_error_sys(MR_ENOTFOUND, "artifact %s", artifact);
 		goto done;
 	}
-	if ((rc = check_local(u, path, manifest_path, schemas_dir)))
+	if ((rc = mr_digest_file(u->digest, manifest_path, NULL)) ||
+	    (rc = check_local(u, path, manifest_path, schemas_dir)))
 		goto done;
 	rc = unit_start(u, path);
 done:
@@ -285,8 +543,12 @@ void molt_unit_free(molt_unit *u)
 
 	if (!u)
 		return;
+	if (u->rt)
+		live_remove(u);
 	if (u->dl)
 		dlclose(u->dl);
+	if (u->fd >= 0)
+		close(u->fd);
 	for (i = 0; i < u->nschemas; i++)
 		cJSON_Delete(u->schemas[i]);
 	free(u->schemas);

@@ -3,7 +3,12 @@
  * Every function that can fail returns 0 or a negative code (MOLT_E*), and
  * molt_error_last() explains the last failure on the calling thread.
  * Nothing is loaded implicitly: a unit is fetched and loaded only when its
- * exact name and version are asked for. */
+ * exact name and version (or lockfile entry, or manifest digest) are asked
+ * for, and a unit's run-time dependencies must be loaded first.
+ *
+ * Threads: separate runtimes may be used on separate threads at once. A
+ * runtime, its units and their jobs are used by one thread at a time;
+ * error messages are per thread (docs/runtime.md, "Threads"). */
 #ifndef MOLT_MOLT_H
 #define MOLT_MOLT_H
 
@@ -74,9 +79,15 @@ MOLT_API void molt_runtime_free(molt_runtime *rt);
 MOLT_API int molt_fetch(molt_runtime *rt, const char *name, const char *version,
 			const char *target, char manifest_digest[72]);
 
-/* Fetches (as molt_fetch) and loads the native unit name@version: checks
- * target triple and ABI version, dlopens it, checks molt_abi_version() and
- * calls molt_init. Free with molt_unit_free.
+/* Fetches (as molt_fetch) and loads the native unit name@version. Before
+ * any of its code runs it checks, in order: digests and signature (the
+ * fetch), target triple, ABI version, the digest of every cached schema,
+ * and that each run-time dependency in the manifest's "depends" is already
+ * loaded into `rt` (MOLT_ENOTFOUND naming it and saying to load it first).
+ * Then it dlopens a private in-memory copy of the artifact, hashed again as
+ * it is copied (so each load is its own instance, holding one file
+ * descriptor until molt_unit_free), checks molt_abi_version() and calls
+ * molt_init. Free with molt_unit_free.
  *
  * A native unit runs in this process, with no sandbox: if it crashes, the
  * process crashes, and a poll that never returns can't be interrupted
@@ -232,6 +243,107 @@ MOLT_API const char *molt_error_last(void);
 
 /* This host's target triple, e.g. "x86_64-linux-gnu". */
 MOLT_API const char *molt_host_triple(void);
+
+/* ---- Units by identity --------------------------------------------------- */
+
+/* The loaded unit's name, exact version, target triple and manifest digest
+ * ("sha256:<hex>" of the signed manifest; for molt_unit_load_local, of the
+ * manifest file). Owned by the unit. */
+MOLT_API const char *molt_unit_name(const molt_unit *u);
+MOLT_API const char *molt_unit_version(const molt_unit *u);
+MOLT_API const char *molt_unit_target(const molt_unit *u);
+MOLT_API const char *molt_unit_manifest_digest(const molt_unit *u);
+
+/* Loads the unit whose signed manifest has digest `manifest_digest`
+ * ("sha256:<hex>"): takes the manifest blob from the cache or the registry
+ * (blobs/sha256/<hex>, its bytes hashed before use), reads its name,
+ * version and target (this host's triple, else MOLT_EVERIFY), then fetches
+ * and loads as molt_unit_load does, and requires the registry's signed
+ * index to name exactly this manifest for that name@version (MOLT_EVERIFY
+ * otherwise, both digests in the message). MOLT_EINVALID for a malformed
+ * digest, MOLT_ENOTFOUND when no source has the blob. */
+MOLT_API int molt_unit_load_digest(molt_unit **out, molt_runtime *rt,
+				   const char *manifest_digest);
+
+/* ---- Lockfiles (molt.lock, docs/runtime.md) ----------------------------------
+ * A lockfile pins exact units: one entry per name and target, holding the
+ * version, the manifest digest, the artifact's digest and size, and the ids
+ * of the keys whose signatures over the manifest verified. It is JSON,
+ * format 1, written with sorted entries and stable bytes, so locking the
+ * same units from the same registry again gives an identical file. */
+
+#define MOLT_LOCK_FORMAT 1                 /* the format this libmolt reads and writes */
+#define MOLT_LOCK_MAX_BYTES (4u << 20)     /* largest lockfile read */
+#define MOLT_LOCK_MAX_ENTRIES 4096         /* most entries in one lockfile */
+
+/* A lockfile in memory (opaque). Not thread-safe: use it from one thread
+ * at a time, or only read it (every const function) from several. */
+typedef struct molt_lockfile molt_lockfile;
+
+/* One entry; every pointer is owned by the lockfile and valid until it is
+ * changed (molt_lockfile_add) or freed. */
+typedef struct {
+	const char *name;
+	const char *version;         /* exact */
+	const char *target;          /* triple, e.g. "x86_64-linux-gnu" or "wasm32-wasi" */
+	const char *manifest_digest; /* "sha256:<hex>" of the signed manifest */
+	const char *artifact_digest; /* "sha256:<hex>" of the artifact */
+	uint64_t artifact_size;      /* bytes */
+	const char *keys;            /* signing key ids, sorted, comma-separated */
+} molt_lock_entry;
+
+/* An empty lockfile, to fill with molt_lockfile_add. `path` (may be NULL:
+ * "molt.lock") names it in messages. Free with molt_lockfile_free. */
+MOLT_API int molt_lockfile_new(molt_lockfile **out, const char *path);
+
+/* Reads a lockfile. MOLT_EINVALID with "file:line:col: ..." for malformed
+ * JSON, a member of the wrong type, an unknown member, a duplicate name and
+ * target, or a format other than MOLT_LOCK_FORMAT; MOLT_ENOTFOUND for a
+ * missing file. Free with molt_lockfile_free. */
+MOLT_API int molt_lockfile_open(molt_lockfile **out, const char *path);
+
+/* Frees a lockfile; NULL is a no-op. */
+MOLT_API void molt_lockfile_free(molt_lockfile *lf);
+
+/* How many entries it holds. */
+MOLT_API size_t molt_lockfile_count(const molt_lockfile *lf);
+
+/* Entry i (0 <= i < count), in the file's order (sorted by name, then
+ * target, once written). MOLT_ENOTFOUND past the end. */
+MOLT_API int molt_lockfile_get(molt_lock_entry *out, const molt_lockfile *lf, size_t i);
+
+/* The entry for `name` and `target` (NULL: this host's triple).
+ * MOLT_ENOTFOUND, saying how to pin it, when there is none. */
+MOLT_API int molt_lockfile_entry(molt_lock_entry *out, const molt_lockfile *lf,
+				 const char *name, const char *target);
+
+/* Fetches and verifies name@version for `target` (NULL: this host's) as
+ * molt_fetch does, and records it, replacing an entry for the same name
+ * and target. The keys are those whose signatures over the manifest verify
+ * under the runtime's keys or policy. */
+MOLT_API int molt_lockfile_add(molt_lockfile *lf, molt_runtime *rt, const char *name,
+			       const char *version, const char *target);
+
+/* Writes the lockfile to `path` atomically (temporary file, fsync,
+ * rename), entries sorted by name then target. */
+MOLT_API int molt_lockfile_write(const molt_lockfile *lf, const char *path);
+
+/* Fetches exactly the entry for `name` and `target` (NULL: this host's)
+ * into the cache, verifying it as molt_fetch does, and requires the
+ * registry to agree with the lockfile: manifest digest, artifact digest and
+ * size. MOLT_EVERIFY otherwise, the message naming the unit, the field, the
+ * locked value, the registry's value and what to do. A yanked entry is
+ * fetched all the same (the lockfile pins it); *yanked (if not NULL) is
+ * set to 1 then, else 0. Writes the manifest digest when `manifest_digest`
+ * is not NULL. */
+MOLT_API int molt_fetch_locked(molt_runtime *rt, const molt_lockfile *lf, const char *name,
+			       const char *target, char manifest_digest[72], int *yanked);
+
+/* Loads the lockfile's entry for `name` and this host's triple: fetched as
+ * molt_fetch_locked (the locked digests checked before any code runs),
+ * then loaded as molt_unit_load. Free with molt_unit_free. */
+MOLT_API int molt_unit_load_locked(molt_unit **out, molt_runtime *rt,
+				   const molt_lockfile *lf, const char *name);
 
 /* ---- Unit bundles (docs/bundles.md) --------------------------------------
  * A bundle is one tar file (written by `mrecipe pack`) holding a unit's
