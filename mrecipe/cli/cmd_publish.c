@@ -14,7 +14,7 @@ static const mr_opt opts[] = {
 	{ "repo", 'C', "DIR", "the recipes repository (default: .)" },
 	{ "registry", 'r', "DIR", "the registry folder to publish into (created if missing)" },
 	{ "out", 'o', "DIR", "where 'mrecipe build' put its outputs (default: <repo>/build/out)" },
-	{ "secret-key", 's', "FILE", "signing key(s), several joined by ':' (or $MRECIPE_SECRET_KEY: key texts separated by a blank line)" },
+	{ "secret-key", 's', "FILE[:FILE]", "signing key(s), several joined by ':' (or $MRECIPE_SECRET_KEY: key texts separated by a blank line)" },
 	{ "passphrase-file", 0, "FILE", "the key's passphrase (else $MRECIPE_PASSPHRASE)" },
 	{ "expires-days", 0, "N", "days until the new snapshot expires (default: 365)" },
 	{ "all", 'a', NULL, "publish every module recipe (the default when none is named)" },

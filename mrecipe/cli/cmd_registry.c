@@ -15,9 +15,9 @@
 
 static const mr_opt opts[] = {
 	{ "registry", 'r', "DIR", "the registry folder" },
-	{ "key", 'k', "FILE", "verify: trusted public key(s) (.pub), several joined by ':'" },
+	{ "key", 'k', "FILE[:FILE]", "verify: trusted public key(s) (.pub), several joined by ':'" },
 	{ "policy", 0, "FILE", "verify: also check signatures against a trust policy (keys/policy.json)" },
-	{ "secret-key", 's', "FILE", "signing key(s), several joined by ':' (or $MRECIPE_SECRET_KEY)" },
+	{ "secret-key", 's', "FILE[:FILE]", "signing key(s), several joined by ':' (or $MRECIPE_SECRET_KEY)" },
 	{ "passphrase-file", 0, "FILE", "the keys' passphrase (else $MRECIPE_PASSPHRASE)" },
 	{ "expires-days", 0, "N", "days until the new snapshot expires (default: 365)" },
 	{ "target", 't', "TRIPLE", "yank/unyank: only this target (default: every target)" },
@@ -250,7 +250,7 @@ static int run_verify(const mr_cmd *cmd, mr_args *args)
 
 static const mr_opt verify_opts[] = {
 	{ "registry", 'r', "DIR", "the registry folder to check" },
-	{ "key", 'k', "FILE", "trusted public key(s) (.pub), several joined by ':'" },
+	{ "key", 'k', "FILE[:FILE]", "trusted public key(s) (.pub), several joined by ':'" },
 	{ NULL, 0, NULL, NULL },
 };
 

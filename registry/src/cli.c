@@ -57,6 +57,32 @@ int mr_cli_fail(const char *prog, int code)
 	return mr_error_exit_code(code);
 }
 
+/* A second value for option i: joined to the first when the placeholder
+ * names a list separator ("[,", "[:"), else a usage error. */
+static int join(const char *prog, const mr_cmd *cmd, const mr_opt *o, mr_args *out, int i,
+		const char *v)
+{
+	const char *sep = o->arg ? strstr(o->arg, "[") : NULL;
+	size_t room = sizeof(out->joined) - out->used;
+	char *dst = out->joined + out->used;
+	int n;
+
+	if (!sep || (sep[1] != ',' && sep[1] != ':')) {
+		mr_cli_error(prog, "%s %s: --%s given twice ('%s', then '%s'); give it once",
+			     prog, cmd->name, o->name, o->arg ? out->value[i] : "set",
+			     o->arg ? v : "set");
+		return 2;
+	}
+	n = snprintf(dst, room, "%s%c%s", out->value[i], sep[1], v);
+	if (n < 0 || (size_t)n >= room) {
+		mr_cli_error(prog, "%s %s: too many values for --%s", prog, cmd->name, o->name);
+		return 2;
+	}
+	out->value[i] = dst;
+	out->used += (size_t)n + 1;
+	return 0;
+}
+
 int mr_cli_parse(const char *prog, const mr_cmd *cmd, int argc, char **argv,
 		 mr_args *out)
 {
@@ -105,7 +131,10 @@ int mr_cli_parse(const char *prog, const mr_cmd *cmd, int argc, char **argv,
 			for (i = 0; i < n && cmd->opts[i].short_name != c; i++)
 				;
 		}
-		out->value[i] = cmd->opts[i].arg ? optarg : "1";
+		if (out->value[i] && join(prog, cmd, &cmd->opts[i], out, i, optarg))
+			return 2;
+		if (!out->value[i])
+			out->value[i] = cmd->opts[i].arg ? optarg : "1";
 	}
 	out->rest = argv + optind;
 	out->nrest = argc - optind;

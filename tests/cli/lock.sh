@@ -23,9 +23,9 @@ cd "$T" || exit 1
 m lock -r "$reg" hello@0.1.0 countdown@0.1.0 --target wasm32-wasi,$host
 expect "lock two units for two targets" 0 "wrote molt.lock: 4 entries"
 cp molt.lock first.lock
-m lock -r "$reg" countdown@0.1.0 hello@0.1.0 --target $host,wasm32-wasi
+m lock -r "$reg" countdown@0.1.0 hello@0.1.0 --target $host --target wasm32-wasi
 if [ "$code" = 0 ] && cmp -s molt.lock first.lock; then
-  ok "locking again, names and targets in another order: byte-identical molt.lock"
+  ok "locking again, names and targets in another order (--target twice): byte-identical molt.lock"
 else
   fail "lock again: exit $code, files differ: $(diff first.lock molt.lock | head -5)"
 fi

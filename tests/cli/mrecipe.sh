@@ -21,6 +21,8 @@ run "$MRECIPE" frobnicate
 expect "an unknown command is exit 2" 2 "unknown command 'frobnicate'"
 run "$MRECIPE" build --no-such-flag
 expect "an unknown option is exit 2" 2 "unknown option '--no-such-flag'"
+run "$MRECIPE" build --out "$T/a" --out "$T/b"
+expect "an option given twice is exit 2, naming both values" 2 "--out given twice ('$T/a', then '$T/b'); give it once"
 run "$MRECIPE" build --target arm
 expect "a bad option value is exit 2" 2 "--target: expected wasm32 or native, found 'arm'"
 run "$MRECIPE"

@@ -12,11 +12,16 @@ typedef struct {
 	const char *help;  /* one line for --help */
 } mr_opt;
 
-/* Parsed options: one value per table entry, in table order. */
+/* Parsed options: one value per table entry, in table order. An option
+ * given twice is a usage error, unless its placeholder says it takes a
+ * list ("T[,T]", "FILE[:FILE]"): then the values are joined with that
+ * separator, so `--target a --target b` reads as `--target a,b`. */
 typedef struct {
 	const char *value[32]; /* the argument, "1" for a set flag, or NULL */
 	char **rest;           /* positional arguments */
 	int nrest;             /* how many */
+	char joined[4096];     /* storage for joined list values */
+	size_t used;
 } mr_args;
 
 /* A subcommand: name, summary, usage tail, options, and its entry point. */
