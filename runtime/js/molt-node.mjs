@@ -20,8 +20,8 @@ const USAGE = 'usage: molt-node.mjs call --registry URL_OR_DIR (--key PUBFILE [-
 
 /** Exit status for a MoltError code. */
 export function exitCode(code) {
-  if (['USAGE', 'INVALID_INPUT', 'UNKNOWN_FUNCTION', 'NOT_FOUND', 'YANKED', 'UNIT_VALIDATION', 'KEY_INVALID', 'POLICY_INVALID', 'UNSUPPORTED_CODEC'].includes(code)) return 2;
-  if (['FETCH_FAILED', 'CRYPTO_UNAVAILABLE'].includes(code)) return 3;
+  if (['USAGE', 'INVALID_INPUT', 'UNKNOWN_FUNCTION', 'NOT_FOUND', 'YANKED', 'UNIT_VALIDATION', 'KEY_INVALID', 'POLICY_INVALID', 'UNSUPPORTED_CODEC', 'OPTIONS_INVALID'].includes(code)) return 2;
+  if (['FETCH_FAILED', 'CRYPTO_UNAVAILABLE', 'WORKER_FAILED'].includes(code)) return 3;
   return 1;
 }
 

@@ -10,7 +10,13 @@
 // Every failure is a MoltError with a stable `code` and a message that says
 // what was expected, what was found, where, and what to do.
 
-import { Encoder, Decoder } from '@msgpack/msgpack';
+// A unit runs in a dedicated module Worker whose script is this very file
+// (see "workers"): there it needs no MsgPack, since envelopes are built and
+// read on the calling side, and import maps do not reach workers, so the
+// library is imported only outside that Worker.
+const WORKER_NAME = 'molt-unit';
+const IN_UNIT_WORKER = typeof WorkerGlobalScope === 'function' && globalThis instanceof WorkerGlobalScope && globalThis.name === WORKER_NAME;
+const { Encoder, Decoder } = IN_UNIT_WORKER ? { Encoder: class {}, Decoder: class {} } : await import('@msgpack/msgpack');
 
 /** The ABI this host speaks: (major << 16) | minor. */
 export const ABI_VERSION = 0x00000001;
@@ -238,10 +244,18 @@ export async function fetchBytes(url, opts = {}) {
   // Content-Length counts compressed bytes under Content-Encoding: use it only as a hint.
   const cl = Number(res.headers?.get?.('content-length'));
   const plain = !res.headers?.get?.('content-encoding');
-  const total = expectedSize ?? (plain && Number.isFinite(cl) && cl > 0 ? cl : null);
+  // The total is the size signed metadata gives when there is one (the
+  // artifact's, from its manifest): right whatever the encoding. A
+  // Content-Length hint that turns out short is dropped, so no event ever
+  // says loaded > total, and the last event always has loaded === total.
+  let total = expectedSize ?? (plain && Number.isFinite(cl) && cl > 0 ? cl : null);
   const chunks = [];
   let loaded = 0;
-  onProgress?.({ loaded, total, url: href });
+  const report = () => {
+    if (total !== null && loaded > total) total = null;
+    onProgress?.({ loaded, total, url: href });
+  };
+  report();
   const tooMuch = () => expectedSize !== undefined
     ? fail('SIZE_MISMATCH', `${what} at ${href}: expected ${expectedSize} bytes (from signed metadata), but the server sent more (at least ${loaded}); stopped reading. The file was replaced or the server is hostile: do not use it.`, { url: href, expected: expectedSize, found: loaded })
     : fail('SIZE_MISMATCH', `${what} at ${href}: larger than the ${cap}-byte limit (read ${loaded} bytes); stopped reading. The file is not what this registry should serve.`, { url: href, expected: cap, found: loaded });
@@ -254,7 +268,7 @@ export async function fetchBytes(url, opts = {}) {
         loaded += value.byteLength;
         if (loaded > cap) tooMuch();
         chunks.push(value);
-        onProgress?.({ loaded, total, url: href });
+        report();
       }
     } catch (e) {
       reader.cancel().catch(() => {});
@@ -266,10 +280,14 @@ export async function fetchBytes(url, opts = {}) {
     loaded = b.byteLength;
     if (loaded > cap) tooMuch();
     chunks.push(b);
-    onProgress?.({ loaded, total, url: href });
+    report();
   }
   if (expectedSize !== undefined && loaded !== expectedSize)
     fail('SIZE_MISMATCH', `${what} at ${href}: expected ${expectedSize} bytes (from signed metadata), found ${loaded}. The file was truncated or replaced: do not use it; re-fetch, or repair the registry.`, { url: href, expected: expectedSize, found: loaded });
+  if (total !== loaded) {
+    total = loaded;
+    onProgress?.({ loaded, total, url: href });
+  }
   if (chunks.length === 1) return chunks[0];
   const out = new Uint8Array(loaded);
   let off = 0;
@@ -635,6 +653,310 @@ export function decodeEnvelope(bytes, where = 'envelope') {
   return { schemaId: e[0], schemaVersion: e[1], payload: e[2] };
 }
 
+// ---------------------------------------------------------------- arrow
+
+// Arrow IPC streams (docs/arrow.md), read only as far as a cheap check needs:
+// the framing of every message, the Schema message's fields (name, type,
+// nullable) and each RecordBatch's length and per-column null counts. Values
+// are not read: a unit checks its input fully, and the columns of a result
+// are the caller's to read (apache-arrow or any Arrow reader).
+
+const ARROW_TYPES = ['NONE', 'Null', 'Int', 'FloatingPoint', 'Binary', 'Utf8', 'Bool', 'Decimal', 'Date', 'Time', 'Timestamp',
+  'Interval', 'List', 'Struct', 'Union', 'FixedSizeBinary', 'FixedSizeList', 'Map', 'Duration', 'LargeBinary', 'LargeUtf8',
+  'LargeList', 'RunEndEncoded', 'BinaryView', 'Utf8View', 'ListView', 'LargeListView'];
+const FLOAT_PRECISION = ['HALF', 'SINGLE', 'DOUBLE'];
+
+// A bounds-checked FlatBuffers table reader over one message's metadata.
+class FlatBuf {
+  constructor(bytes, where) {
+    this.b = bytes;
+    this.dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    this.where = where;
+  }
+
+  bad(what) { throw new RangeError(`${this.where}: ${what}`); }
+  u32(at) { if (at < 0 || at + 4 > this.b.length) this.bad(`offset ${at} is outside the ${this.b.length}-byte metadata`); return this.dv.getUint32(at, true); }
+  i32(at) { this.u32(at); return this.dv.getInt32(at, true); }
+  u16(at) { if (at < 0 || at + 2 > this.b.length) this.bad(`offset ${at} is outside the ${this.b.length}-byte metadata`); return this.dv.getUint16(at, true); }
+  root() { return this.table(this.u32(0)); }
+
+  // The table at `t`: field(i) gives the position of field i, or 0 when absent.
+  table(t) {
+    const vt = t - this.i32(t);
+    const vsize = this.u16(vt);
+    if (vsize < 4 || vsize & 1) this.bad(`vtable at ${vt} has size ${vsize}`);
+    this.u16(vt + vsize - 2);
+    const tsize = this.u16(vt + 2);
+    if (t + tsize > this.b.length) this.bad(`table at ${t} runs past the metadata`);
+    return {
+      field: (i) => {
+        if (4 + 2 * i >= vsize) return 0;
+        const o = this.u16(vt + 4 + 2 * i);
+        if (o && o >= tsize) this.bad(`field ${i} of the table at ${t} is outside it`);
+        return o ? t + o : 0;
+      },
+    };
+  }
+
+  ref(at) { return at + this.u32(at); }
+  scalar(tbl, i, size, dflt) {
+    const at = tbl.field(i);
+    if (!at) return dflt;
+    if (at + size > this.b.length) this.bad(`a field at ${at} runs past the metadata`);
+    return size === 1 ? this.b[at] : size === 2 ? this.dv.getInt16(at, true) : size === 4 ? this.dv.getInt32(at, true) : this.dv.getBigInt64(at, true);
+  }
+
+  // [position of the first element, count] of the vector field i, elements `size` bytes each.
+  vector(tbl, i, size) {
+    const at = tbl.field(i);
+    if (!at) return [0, 0];
+    const v = this.ref(at), n = this.u32(v);
+    if (v + 4 + n * size > this.b.length) this.bad(`a vector of ${n} elements at ${v} runs past the metadata`);
+    return [v + 4, n];
+  }
+
+  string(tbl, i) {
+    const at = tbl.field(i);
+    if (!at) return null;
+    const v = this.ref(at), n = this.u32(v);
+    if (v + 4 + n > this.b.length) this.bad(`a string of ${n} bytes at ${v} runs past the metadata`);
+    return utf8d.decode(this.b.subarray(v + 4, v + 4 + n));
+  }
+}
+
+// The type of a Field table: a name for people, and what schema column type it matches.
+function arrowFieldType(fb, field) {
+  const tt = fb.scalar(field, 2, 1, 0);
+  const name = ARROW_TYPES[tt] ?? `type #${tt}`;
+  const at = field.field(3);
+  const t = at ? fb.table(fb.ref(at)) : null;
+  if (tt === 2 && t) {
+    const bits = fb.scalar(t, 0, 4, 0), signed = fb.scalar(t, 1, 1, 0) !== 0;
+    return { text: `Int(${bits}, ${signed ? 'signed' : 'unsigned'})`, column: signed && (bits === 32 || bits === 64) ? 'int' : null };
+  }
+  if (tt === 3 && t) {
+    const p = fb.scalar(t, 0, 2, 0);
+    return { text: `FloatingPoint(${FLOAT_PRECISION[p] ?? p})`, column: p === 2 ? 'float' : null };
+  }
+  if (tt === 5) return { text: 'Utf8', column: 'string' };
+  if (tt === 6) return { text: 'Bool', column: 'bool' };
+  return { text: name, column: null };
+}
+
+const ARROW_WANT = { int: 'int (Arrow Int(32 or 64, signed))', float: 'float (Arrow FloatingPoint(DOUBLE))', bool: 'bool (Arrow Bool)', string: 'string (Arrow Utf8)' };
+
+/**
+ * Checks that `bytes` are an Arrow IPC stream carrying the columns of an
+ * arrow-codec schema (docs/schemas.md, docs/arrow.md): complete framing with
+ * the end-of-stream marker, one Schema message first with the schema's column
+ * names and types in order, record batches with one node per column and no
+ * nulls in a column the schema does not make nullable. A stream's own
+ * nullable flags are not compared (writers differ; values are). Throws
+ * MoltError(code) naming the column, what was expected and what was found.
+ * @param {Uint8Array} bytes
+ * @param {object} schema a schema document of codec arrow
+ * @param {string} [where] names the payload in messages
+ * @param {string} [code] the MoltError code (INVALID_INPUT or INVALID_OUTPUT)
+ * @returns {{columns: Array<{name: string, type: string, nullable: boolean}>, batches: number, rows: number}}
+ */
+export function checkArrowStream(bytes, schema, where = 'Arrow stream', code = 'INVALID_OUTPUT') {
+  const cols = schema.type.record.map((f) => ({ name: f.name, type: f.type?.nullable ?? f.type, nullable: f.type?.nullable !== undefined }));
+  const bad = (msg, extra = {}) => fail(code, `${where}: ${msg}`, extra);
+  bytes = asBytes(bytes);
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let pos = 0, batches = 0, rows = 0, sawSchema = false;
+  for (let msg = 0; ; msg++) {
+    if (pos + 8 > bytes.length)
+      bad(`message ${msg}, byte ${pos}: the stream ends without the end-of-stream marker (0xFFFFFFFF 0x00000000); expected a complete Arrow IPC stream`);
+    if (dv.getUint32(pos, true) !== 0xffffffff)
+      bad(`message ${msg}, byte ${pos}: expected the continuation marker 0xFFFFFFFF, found 0x${dv.getUint32(pos, true).toString(16).padStart(8, '0')} (not an Arrow IPC stream, or the pre-1.0 format)`);
+    const len = dv.getInt32(pos + 4, true);
+    if (len === 0) {
+      if (!sawSchema) bad('the stream has no schema message; expected one first');
+      if (pos + 8 !== bytes.length) bad(`byte ${pos + 8}: ${bytes.length - pos - 8} bytes follow the end-of-stream marker; expected none`);
+      return { columns: cols, batches, rows };
+    }
+    if (len < 0 || pos + 8 + len > bytes.length)
+      bad(`message ${msg}, byte ${pos + 4}: metadata length ${len} runs past the end of the stream (${bytes.length - pos - 8} bytes left)`);
+    const fb = new FlatBuf(bytes.subarray(pos + 8, pos + 8 + len), `message ${msg}, byte ${pos + 8}`);
+    let body;
+    try {
+      const m = fb.root();
+      const version = fb.scalar(m, 0, 2, 0), ht = fb.scalar(m, 1, 1, 0), hat = m.field(2);
+      body = fb.scalar(m, 3, 8, 0n);
+      if (version < 3) bad(`message ${msg}: metadata version V${version + 1} is not supported; expected V4 or V5`);
+      if (!hat) bad(`message ${msg}: the message has no header`);
+      const h = fb.table(fb.ref(hat));
+      if (!sawSchema) {
+        if (ht !== 1) bad(`message ${msg}: expected the Schema message first, found header type ${ht}`);
+        if (fb.scalar(h, 0, 2, 0) !== 0) bad('the stream is big-endian; expected little-endian');
+        const [v, n] = fb.vector(h, 1, 4);
+        if (n !== cols.length)
+          bad(`the stream has ${n} column(s) (${Array.from({ length: n }, (_, i) => JSON.stringify(fb.string(fb.table(fb.ref(v + 4 * i)), 0))).join(', ')}), expected ${cols.length}: ${cols.map((c) => JSON.stringify(c.name)).join(', ')} (schema ${schema.id} v${schema.version})`,
+            { expected: cols.length, found: n });
+        for (let i = 0; i < n; i++) {
+          const f = fb.table(fb.ref(v + 4 * i)), c = cols[i];
+          const name = fb.string(f, 0) ?? '';
+          const t = arrowFieldType(fb, f);
+          if (name !== c.name)
+            bad(`column ${i}: expected the name ${JSON.stringify(c.name)}, found ${JSON.stringify(name)} (columns match by position; schema ${schema.id} v${schema.version})`, { path: c.name, expected: c.name, found: name });
+          if (t.column !== c.type)
+            bad(`column ${i} ${JSON.stringify(c.name)}: expected ${ARROW_WANT[c.type]}, found ${t.text}`, { path: c.name, expected: ARROW_WANT[c.type], found: t.text });
+          if (f.field(4)) bad(`column ${i} ${JSON.stringify(c.name)}: dictionary encoding is not supported; expected plain ${t.text}`, { path: c.name });
+        }
+        sawSchema = true;
+      } else if (ht === 3) {
+        const length = fb.scalar(h, 0, 8, 0n);
+        const [v, n] = fb.vector(h, 1, 16);
+        if (n !== cols.length) bad(`message ${msg} (record batch ${batches}): ${n} field nodes, expected one per column (${cols.length})`);
+        if (h.field(3)) bad(`message ${msg} (record batch ${batches}): body compression is not supported`);
+        for (let i = 0; i < n; i++) {
+          const nodeLen = fb.dv.getBigInt64(v + 16 * i, true), nulls = fb.dv.getBigInt64(v + 16 * i + 8, true);
+          if (nodeLen !== length) bad(`message ${msg} (record batch ${batches}), column ${i} ${JSON.stringify(cols[i].name)}: ${nodeLen} values, expected the batch's ${length}`);
+          if (nulls < 0n || nulls > length) bad(`message ${msg} (record batch ${batches}), column ${i} ${JSON.stringify(cols[i].name)}: null count ${nulls} for ${length} rows`);
+          if (nulls > 0n && !cols[i].nullable)
+            bad(`message ${msg} (record batch ${batches}), column ${i} ${JSON.stringify(cols[i].name)}: expected no nulls (the column is not nullable in ${schema.id} v${schema.version}), found ${nulls}`,
+              { path: cols[i].name, expected: 'no nulls', found: `${nulls} nulls` });
+        }
+        batches++;
+        rows += Number(length);
+      } else if (ht === 1) {
+        bad(`message ${msg}: a second Schema message; expected exactly one, first`);
+      } else {
+        bad(`message ${msg}: header type ${ht === 2 ? 'DictionaryBatch (dictionary encoding)' : ht} is not supported; expected RecordBatch`);
+      }
+    } catch (e) {
+      if (e instanceof MoltError) throw e;
+      bad(e instanceof RangeError ? e.message : `message ${msg}: ${e.message}`);
+    }
+    if (body < 0n || BigInt(pos + 8 + len) + body > BigInt(bytes.length))
+      bad(`message ${msg}: body length ${body} runs past the end of the stream (${bytes.length - pos - 8 - len} bytes left)`);
+    pos += 8 + len + Number(body);
+  }
+}
+
+// ---------------------------------------------------------------- cache
+
+// Verified artifacts by digest. Bytes go to a cache object (Cache Storage,
+// IndexedDB, memory or a directory) and are hashed again when read back;
+// compiled modules stay in this realm's memory, keyed by the digest of the
+// bytes they were compiled from (verified before compiling).
+const modules = new Map();
+const CACHE_NAME = 'molt-units-v1';
+const cacheKey = (digest) => `https://molt-cache.invalid/${digest.replace(':', '/')}`;
+
+/**
+ * A byte cache in memory (a Map), for Node and pages without storage.
+ * @returns {{kind: string, get(digest: string): Promise<Uint8Array|undefined>, put(digest: string, bytes: Uint8Array): Promise<void>, delete(digest: string): Promise<void>}}
+ */
+export function memoryCache() {
+  const m = new Map();
+  return {
+    kind: 'memory',
+    async get(d) { return m.get(d); },
+    async put(d, b) { m.set(d, b.slice()); },
+    async delete(d) { m.delete(d); },
+  };
+}
+
+/**
+ * A byte cache in the browser's Cache Storage (secure contexts only), keyed
+ * by a synthetic URL per digest, shared by every registry of the origin.
+ * @param {string} [name] the cache's name
+ */
+export function cacheStorageCache(name = CACHE_NAME) {
+  const open = () => globalThis.caches.open(name);
+  return {
+    kind: 'cache-storage',
+    async get(d) {
+      const r = await (await open()).match(cacheKey(d));
+      return r ? new Uint8Array(await r.arrayBuffer()) : undefined;
+    },
+    async put(d, b) {
+      await (await open()).put(cacheKey(d), new Response(b, { headers: { 'content-type': 'application/wasm', 'content-length': String(b.byteLength) } }));
+    },
+    async delete(d) { await (await open()).delete(cacheKey(d)); },
+  };
+}
+
+/**
+ * A byte cache in IndexedDB (database `name`, store "blobs", key the digest).
+ * @param {string} [name]
+ */
+export function indexedDbCache(name = CACHE_NAME) {
+  let db;
+  const req = (r) => new Promise((res, rej) => { r.onsuccess = () => res(r.result); r.onerror = () => rej(r.error); });
+  const store = async (mode) => {
+    db ??= new Promise((res, rej) => {
+      const r = globalThis.indexedDB.open(name, 1);
+      r.onupgradeneeded = () => r.result.createObjectStore('blobs');
+      r.onsuccess = () => res(r.result);
+      r.onerror = () => rej(r.error);
+    });
+    return (await db).transaction('blobs', mode).objectStore('blobs');
+  };
+  return {
+    kind: 'indexeddb',
+    async get(d) { const v = await req((await store('readonly')).get(d)); return v ? new Uint8Array(v) : undefined; },
+    async put(d, b) { await req((await store('readwrite')).put(b.slice().buffer, d)); },
+    async delete(d) { await req((await store('readwrite')).delete(d)); },
+  };
+}
+
+/**
+ * A byte cache in a directory (Node): DIR/sha256/<hex>, written to a
+ * temporary name then renamed, so a reader never sees half a file.
+ * @param {string} dir
+ */
+export function directoryCache(dir) {
+  const fs = import('node:fs/promises');
+  const path = (d) => `${dir}/sha256/${d.slice(7)}`;
+  return {
+    kind: 'directory',
+    async get(d) {
+      try { return new Uint8Array(await (await fs).readFile(path(d))); } catch (e) {
+        if (e.code === 'ENOENT') return undefined;
+        throw e;
+      }
+    },
+    async put(d, b) {
+      const f = await fs, p = path(d), tmp = `${p}.${Date.now()}.${Math.random().toString(36).slice(2)}.tmp`;
+      await f.mkdir(`${dir}/sha256`, { recursive: true });
+      await f.writeFile(tmp, b);
+      await f.rename(tmp, p);
+    },
+    async delete(d) { await (await fs).rm(path(d), { force: true }); },
+  };
+}
+
+let defaultCache;
+// Cache Storage where the page may use it, else IndexedDB, else memory.
+function pickDefaultCache() {
+  if (defaultCache) return defaultCache;
+  if (globalThis.caches && globalThis.isSecureContext !== false) defaultCache = cacheStorageCache();
+  else if (globalThis.indexedDB) defaultCache = indexedDbCache();
+  else defaultCache = memoryCache();
+  return defaultCache;
+}
+
+/** The byte cache for a load: false, the given object, a directory, or the default. */
+function bytesCache(cache, cacheDir) {
+  if (cache === false) return null;
+  if (cache && typeof cache === 'object') {
+    want(typeof cache.get === 'function' && typeof cache.put === 'function', 'OPTIONS_INVALID', 'cache must be false or an object with get(digest) and put(digest, bytes) (and optionally delete(digest))');
+    return cache;
+  }
+  want(cache === undefined || cache === true, 'OPTIONS_INVALID', `cache must be false, true or a cache object, found ${JSON.stringify(cache)}`);
+  if (cacheDir !== undefined) {
+    want(typeof cacheDir === 'string' && cacheDir !== '', 'OPTIONS_INVALID', `cacheDir must be a directory path, found ${JSON.stringify(cacheDir)}`);
+    return directoryCache(cacheDir);
+  }
+  return pickDefaultCache();
+}
+
+/** Forgets every compiled module kept in memory (the next load of each unit compiles again). */
+export function clearModuleCache() { modules.clear(); }
+
 // ---------------------------------------------------------------- registry
 
 /**
@@ -649,8 +971,10 @@ export function decodeEnvelope(bytes, where = 'envelope') {
  * @param {{get(url: string): any, set(url: string, v: any): void}} [opts.store] remembers the highest
  *   snapshot version seen per registry URL (rollback defence); default: in memory
  * @param {typeof fetch} [opts.fetch] fetch to use (e.g. one that reads files)
+ * @param {false|object} [opts.cache] default cache for loadUnit (see there)
+ * @param {string} [opts.cacheDir] default cache directory for loadUnit (Node)
  */
-export function openRegistry({ url, trustedKeys, policy, mirrors = [], store, fetch }) {
+export function openRegistry({ url, trustedKeys, policy, mirrors = [], store, fetch, cache, cacheDir }) {
   if (!policy && (!Array.isArray(trustedKeys) || trustedKeys.length === 0))
     fail('KEY_INVALID', 'openRegistry: no trusted keys given; pass the text of at least one minisign .pub file, or a trust policy');
   const baseOf = (u) => { const b = new URL(String(u), globalThis.location?.href); if (!b.pathname.endsWith('/')) b.pathname += '/'; return b.href; };
@@ -659,7 +983,8 @@ export function openRegistry({ url, trustedKeys, policy, mirrors = [], store, fe
     keys: trustedKeys.map((t) => ({ ...parsePublicKey(t), names: ['*'], snapshot: true })),
     thresholds: {}, snapshotThreshold: 1 };
   if (!store) { const mem = new Map(); store = { get: (k) => mem.get(k), set: (k, v) => { mem.set(k, v); } }; }
-  return { url: base, sources: [base, ...mirrors.map(baseOf)], keys: pol.keys, policy: pol, store, fetch, snapshotVersion: 0 };
+  bytesCache(cache, cacheDir); // checks the options now
+  return { url: base, sources: [base, ...mirrors.map(baseOf)], keys: pol.keys, policy: pol, store, fetch, cache, cacheDir, snapshotVersion: 0 };
 }
 
 const globMatch = (pat, s) => new RegExp('^' + pat.replace(/[.+^${}()|[\]\\-]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.') + '$').test(s);
@@ -772,25 +1097,45 @@ async function unitFunctions(manifest, docs, where) {
 
 /**
  * What every load does once the unit's files are checked, shared by loadUnit
- * and instantiateLocal: compile, instantiate with no imports, check the
- * exports and molt_abi_version(), initialise. Fills m.compileMs and m.initMs.
+ * and instantiateLocal: compile (unless `module` is given: compiled before
+ * from the same verified bytes), check it imports nothing, then instantiate
+ * and initialise it, in `engine` (a Worker started early) or on this thread.
+ * Fills m.compileMs and m.initMs.
  */
-async function startUnit(bytes, { name, version, target, manifest, manifestDigest, signedBy, functions, run, metrics: m, progress, unitName }) {
+async function startUnit(bytes, { module, engine, name, version, target, manifest, manifestDigest, signedBy, functions, run, metrics: m, progress, unitName }) {
   progress({ stage: 'compile' });
   let t = now();
-  let module;
-  try { module = await WebAssembly.compile(bytes); } catch (e) {
-    fail('COMPILE_FAILED', `artifact ${manifest.artifact.digest} of ${unitName} is ${signedBy ? 'signed' : 'listed in its manifest'} but is not valid wasm: ${e.message}. ${signedBy ? 'Report it to the publisher.' : 'Rebuild it.'}`);
+  if (!module) {
+    try { module = await WebAssembly.compile(bytes); } catch (e) {
+      fail('COMPILE_FAILED', `artifact ${manifest.artifact.digest} of ${unitName} is ${signedBy ? 'signed' : 'listed in its manifest'} but is not valid wasm: ${e.message}. ${signedBy ? 'Report it to the publisher.' : 'Rebuild it.'}`);
+    }
   }
   const imports = WebAssembly.Module.imports(module);
   want(imports.length === 0, 'IMPORTS_REFUSED', `${unitName} imports ${imports.map((i) => `${i.module}.${i.name}`).join(', ')}; this host provides no imports. Rebuild the unit without them (mrecipe refuses such units).`);
   m.compileMs = now() - t;
   progress({ stage: 'init' });
   t = now();
-  const unit = new Unit({ name, version, target, manifest, manifestDigest, signedBy, functions, module, run, metrics: m, unitName });
-  await unit._instantiate();
+  const budget = run.stepBudget;
+  const opts = {
+    run, unitName, short: `${name}@${version}`,
+    config: encodeEnvelope('molt.runtime_config', 1, encodeMsgpack(validate(BUILTIN_SCHEMAS[1].type, budget === undefined ? {} : { step_budget: budget }))),
+  };
+  if (engine) await engine.init(module, opts);
+  else {
+    engine = new Engine(module, opts);
+    await engine.init();
+  }
   m.initMs = now() - t;
-  return unit;
+  return { module, unit: new Unit({ name, version, target, manifest, manifestDigest, signedBy, functions, run, metrics: m, engine, worker: engine instanceof WorkerEngine }) };
+}
+
+// The Worker for a load, started before anything is fetched (so its script
+// loads meanwhile), or null to run on this thread.
+function earlyWorker(worker, workerUrl) {
+  want(worker === undefined || typeof worker === 'boolean', 'OPTIONS_INVALID', `worker must be true or false, found ${JSON.stringify(worker)}`);
+  if (!(worker ?? workerByDefault())) return null;
+  want(typeof Worker === 'function', 'OPTIONS_INVALID', 'worker: true, but this runtime has no Worker (Node runs units on the calling thread); pass worker: false');
+  return new WorkerEngine(workerUrl ?? import.meta.url);
 }
 
 /**
@@ -810,14 +1155,33 @@ async function startUnit(bytes, { name, version, target, manifest, manifestDiges
  * @param {number} [req.maxMemory] ceiling on the unit's wasm memory, bytes (RUN_LIMITS)
  * @param {Partial<typeof LIMITS>} [req.limits] download caps
  * @param {boolean} [req.allowYanked] accept a yanked entry (e.g. pinned by a lockfile)
+ * @param {boolean} [req.worker] run the unit in its own dedicated module Worker (default: true in
+ *   browser pages, false in Node and inside workers)
+ * @param {string|URL} [req.workerUrl] the Worker's module script (default: this file, molt.js)
+ * @param {false|object} [req.cache] false: no cache; or a byte cache {get, put, delete?} by digest
+ *   (default: the registry's, else Cache Storage, IndexedDB or memory, whichever the runtime has).
+ *   Compiled modules are also kept in memory by digest unless cache is false.
+ * @param {string} [req.cacheDir] (Node) keep verified bytes in this directory
  * @returns {Promise<Unit>}
  */
-export async function loadUnit(registry, { name, version, target = 'wasm32-wasi', onProgress, stepBudget, timeoutMs, maxOutput, maxMemory, limits = {}, allowYanked = false }) {
+export async function loadUnit(registry, req) {
+  const engine = earlyWorker(req?.worker, req?.workerUrl);
+  try {
+    return await load(registry, req, engine);
+  } catch (e) {
+    engine?.close('the load failed');
+    throw e;
+  }
+}
+
+async function load(registry, { name, version, target = 'wasm32-wasi', onProgress, stepBudget, timeoutMs, maxOutput, maxMemory, limits = {}, allowYanked = false,
+  cache = registry.cache, cacheDir = registry.cacheDir }, engine) {
   const run = runOptions({ stepBudget, timeoutMs, maxOutput, maxMemory });
+  const store = bytesCache(cache, cacheDir);
   const lim = { ...LIMITS, ...limits };
   const t0 = now();
   const startedAt = Date.now(); // expiry is judged against one time fixed at the start
-  const m = { bytesFetched: 0, fetchMs: 0, verifyMs: 0, compileMs: 0, initMs: 0, totalMs: 0, artifactBytes: 0 };
+  const m = { bytesFetched: 0, fetchMs: 0, verifyMs: 0, compileMs: 0, initMs: 0, totalMs: 0, artifactBytes: 0, cached: false, cacheRefused: null, worker: !!engine };
   const unitName = `${name}@${version} (${target})`;
   const progress = (p) => onProgress?.(p);
 
@@ -918,13 +1282,17 @@ export async function loadUnit(registry, { name, version, target = 'wasm32-wasi'
   progress({ stage: 'signature' });
   const sigDigests = te.signatures === undefined ? [te.signature] : te.signatures;
   want(Array.isArray(sigDigests) && sigDigests.length > 0, 'METADATA_INVALID', `${ix.url}: ${version}.${target}.signatures must be a non-empty list of digests`);
-  const sgs = [];
-  for (const d of sigDigests.slice(0, 16))
-    sgs.push(await get(blobPath(d, ix.url), 'signature', `manifest signature of ${unitName}`, { maxSize: lim.signature },
-      (r) => checkDigest(r.bytes, d, `manifest signature of ${unitName}`, r.url, ix.url)));
+  // Fetched together (the index names all of them), each checked before use.
+  const sgsP = Promise.all(sigDigests.slice(0, 16).map((d) =>
+    get(blobPath(d, ix.url), 'signature', `manifest signature of ${unitName}`, { maxSize: lim.signature },
+      (r) => checkDigest(r.bytes, d, `manifest signature of ${unitName}`, r.url, ix.url))));
+  sgsP.catch(() => {}); // reported below, after the manifest's own fetch settles
   progress({ stage: 'manifest' });
-  const mf = await get(blobPath(te.manifest, ix.url), 'manifest', `manifest of ${unitName}`, { expectedSize: te.size },
+  const mfP = get(blobPath(te.manifest, ix.url), 'manifest', `manifest of ${unitName}`, { expectedSize: te.size },
     (r) => checkDigest(r.bytes, te.manifest, `manifest of ${unitName}`, r.url, ix.url));
+  mfP.catch(() => {});
+  const sgs = await sgsP;
+  const mf = await mfP;
   const tcWant = `molt unit ${name}@${version} ${target} ${te.manifest}`;
   const signers = await timed(() => policyVerify(registry.policy, name, mf.bytes, sgs, tcWant, startedAt));
   const mfSig = { keyIdHex: signers[0] };
@@ -938,8 +1306,47 @@ export async function loadUnit(registry, { name, version, target = 'wasm32-wasi'
   for (const d of manifest.depends ?? [])
     progress({ stage: 'depends', dependency: typeof d === 'string' ? d : `${d?.name}@${d?.version}`, fetched: false });
 
-  // Schema blobs named in the manifest: digest, well-formed, the id/version listed.
+  // 6. The artifact, by its digest from the signed manifest: a module
+  // compiled from it before (memory), else its bytes from the cache, hashed
+  // again, else downloaded (size cap while downloading, then digest).
+  const artPath = blobPath(art.digest, `${mf.url}: artifact`);
+  const obtainArtifact = async () => {
+    let bytes = null, module = store ? modules.get(art.digest) : undefined, stored = null;
+    const fromCache = (how) => {
+      m.cached = how;
+      m.artifactBytes = art.size;
+      progress({ stage: 'artifact', loaded: art.size, total: art.size, url: new URL(artPath, sources[0]).href, cached: how });
+    };
+    if (module) fromCache('module');
+    else if (store) {
+      let b;
+      try { b = await store.get(art.digest); } catch { b = undefined; } // an unreadable cache is a miss
+      if (b) {
+        b = asBytes(b);
+        const found = await timed(async () => b.byteLength === art.size ? sha256(b) : `${b.byteLength} bytes`);
+        if (found === art.digest) { bytes = b; fromCache('bytes'); } else {
+          m.cacheRefused = `the cached artifact of ${unitName} is ${found.startsWith('sha256:') ? `${art.size} bytes with digest ${found}` : found}, expected ${art.size} bytes with digest ${art.digest}: the cache entry was altered or damaged; it was deleted and the artifact fetched again`;
+          progress({ stage: 'cache', refused: m.cacheRefused });
+          try { await store.delete?.(art.digest); } catch { /* fetched again below; the put replaces it */ }
+        }
+      }
+    }
+    if (!module && !bytes) {
+      const af = await get(artPath, 'artifact', `artifact of ${unitName}`, { expectedSize: art.size },
+        (r) => checkDigest(r.bytes, art.digest, `artifact of ${unitName}`, r.url, `the signed manifest ${te.manifest}`));
+      bytes = af.bytes;
+      m.artifactBytes = bytes.byteLength;
+      // Stored while the module compiles; a full or unavailable cache is no error.
+      if (store) stored = Promise.resolve().then(() => store.put(art.digest, bytes)).catch(() => {});
+    }
+    return { bytes, module, stored };
+  };
+  // Schema blobs named in the manifest: digest, well-formed, the id/version
+  // listed. The artifact is fetched meanwhile: its size and digest come from
+  // the signed manifest, and it is used only once the schemas are checked.
   progress({ stage: 'schemas' });
+  const artifactP = obtainArtifact();
+  artifactP.catch(() => {}); // awaited below, after the schemas
   // Fetched together, checked one by one in manifest order.
   const fetched = await Promise.all(manifest.schemas.map((s) =>
     get(blobPath(s?.digest, `${mf.url}: schema ${schemaKey(s?.id, s?.version)}`), 'schemas', `schema ${schemaKey(s?.id, s?.version)}`, { maxSize: lim.schema },
@@ -952,13 +1359,13 @@ export async function loadUnit(registry, { name, version, target = 'wasm32-wasi'
   }
   const functions = await unitFunctions(manifest, docs, mf.url);
 
-  // 6. The artifact: size cap while downloading, then digest.
-  const af = await get(blobPath(art.digest, `${mf.url}: artifact`), 'artifact', `artifact of ${unitName}`, { expectedSize: art.size },
-    (r) => checkDigest(r.bytes, art.digest, `artifact of ${unitName}`, r.url, `the signed manifest ${te.manifest}`));
-  m.artifactBytes = af.bytes.byteLength;
+  const { bytes, module, stored } = await artifactP;
 
-  const unit = await startUnit(af.bytes, { name, version, target, manifest, manifestDigest: te.manifest, signedBy: mfSig.keyIdHex,
+  const started = await startUnit(bytes, { module, engine, name, version, target, manifest, manifestDigest: te.manifest, signedBy: mfSig.keyIdHex,
     functions, run, metrics: m, progress, unitName });
+  if (store) modules.set(art.digest, started.module);
+  await stored;
+  const unit = started.unit;
   m.totalMs = now() - t0;
   progress({ stage: 'ready' });
   return unit;
@@ -980,12 +1387,24 @@ export async function loadUnit(registry, { name, version, target = 'wasm32-wasi'
  * @param {number} [o.maxOutput] default largest result envelope, bytes (RUN_LIMITS)
  * @param {number} [o.maxMemory] ceiling on the unit's wasm memory, bytes (RUN_LIMITS)
  * @param {string} [o.where] names the manifest in messages (e.g. its path)
+ * @param {boolean} [o.worker] run in a Worker (as loadUnit; default true in browser pages)
+ * @param {string|URL} [o.workerUrl] the Worker's module script (default: molt.js)
  * @returns {Promise<Unit>} with signedBy null, and manifestDigest null when the manifest was given parsed
  */
-export async function instantiateLocal({ bytes, manifest, schemas = [], stepBudget, timeoutMs, maxOutput, maxMemory, where = 'manifest.json' }) {
+export async function instantiateLocal(o) {
+  const engine = earlyWorker(o?.worker, o?.workerUrl);
+  try {
+    return await local(o, engine);
+  } catch (e) {
+    engine?.close('the load failed');
+    throw e;
+  }
+}
+
+async function local({ bytes, manifest, schemas = [], stepBudget, timeoutMs, maxOutput, maxMemory, where = 'manifest.json' }, engine) {
   const run = runOptions({ stepBudget, timeoutMs, maxOutput, maxMemory });
   const t0 = now();
-  const m = { bytesFetched: 0, fetchMs: 0, verifyMs: 0, compileMs: 0, initMs: 0, totalMs: 0, artifactBytes: 0 };
+  const m = { bytesFetched: 0, fetchMs: 0, verifyMs: 0, compileMs: 0, initMs: 0, totalMs: 0, artifactBytes: 0, cached: false, cacheRefused: null, worker: !!engine };
   const parse = (x, at) => (typeof x === 'string' || x instanceof Uint8Array || x instanceof ArrayBuffer ? parseJson(asBytes(x), at) : x);
   const mf = parse(manifest, where);
   const name = mf?.name, version = mf?.version, target = 'wasm32-wasi';
@@ -1015,7 +1434,7 @@ export async function instantiateLocal({ bytes, manifest, schemas = [], stepBudg
   const functions = await unitFunctions(mf, docs, where);
   m.artifactBytes = wasm.byteLength;
   const manifestDigest = typeof manifest === 'object' && !(manifest instanceof Uint8Array) && !(manifest instanceof ArrayBuffer) ? null : await sha256(manifest);
-  const unit = await startUnit(wasm, { name, version, target, manifest: mf, manifestDigest, signedBy: null,
+  const { unit } = await startUnit(wasm, { engine, name, version, target, manifest: mf, manifestDigest, signedBy: null,
     functions, run, metrics: m, progress: () => {}, unitName });
   m.totalMs = now() - t0;
   return unit;
@@ -1057,7 +1476,7 @@ function callOptions({ timeoutMs, maxOutput } = {}, d) {
   return { timeoutMs: t, maxOutput: n };
 }
 
-// Yield to the event loop between polls without setTimeout's 4 ms clamp.
+// Yield to the event loop without setTimeout's 4 ms clamp.
 const yieldNow = typeof setImmediate === 'function'
   ? () => new Promise((r) => setImmediate(r))
   : typeof MessageChannel === 'function'
@@ -1069,38 +1488,44 @@ const yieldNow = typeof setImmediate === 'function'
     : () => new Promise((r) => setTimeout(r, 0));
 
 /**
- * A loaded, initialised unit, made by loadUnit (or instantiateLocal).
- * Fields: name, version, target; manifest (the parsed signed manifest) and
- * manifestDigest; signedBy (the key id that signed it; null for a local unit); functions (Map name → {id, name, input,
- * output schema documents}); limits {stepBudget, timeoutMs, maxOutput,
- * maxMemory} (RUN_LIMITS); metrics {bytesFetched, fetchMs, verifyMs,
- * compileMs, initMs, totalMs, artifactBytes}.
- *
- * A trap (unreachable, an out-of-bounds access, ...) or a memory ceiling
- * breach discards the wasm instance: the failing call rejects (TRAP, code 7;
- * MEMORY_LIMIT, code 6), other calls in flight in that instance reject with
- * UNIT_BROKEN, and the next call runs in a fresh instance of the same
- * verified module (`instances` counts them).
+ * How long a poll loop may run between two yields to the event loop, ms. A
+ * task yields after its first pending poll, then whenever this much time has
+ * passed: a cancel (a message, in a Worker) is seen within it, and a long
+ * task does not pay a yield for every poll.
  */
-export class Unit {
-  #module; #run; #unitName; #ex = null; #out = 0; #instances = 0; #discarded = ''; #reviving = null;
-  constructor({ name, version, target, manifest, manifestDigest, signedBy, functions, module, run, metrics, unitName }) {
-    Object.assign(this, { name, version, target, manifest, manifestDigest, signedBy, functions, metrics });
-    this.limits = { ...run };
-    this.#module = module;
-    this.#run = run;
-    this.#unitName = unitName ?? `${name}@${version}`;
-  }
+export const YIELD_MS = 4;
 
-  /** How many wasm instances this unit has had: 1 once loaded, one more after each discard. */
-  get instances() { return this.#instances; }
+// The wasm side of a unit: its verified module, the live instance, the poll
+// loop and the limits checked there. It needs no MsgPack (the runtime_config
+// envelope comes built), so it runs the same on the calling thread and in
+// the unit's Worker.
+class Engine {
+  #module; #o; #ex = null; #out = 0; #instances = 0; #discarded = ''; #reviving = null; #closed = false; #lastYield = 0;
 
   /**
-   * @internal Instantiates the module with no imports, checks its exports and
-   * molt_abi_version(), and initialises it with the unit's step budget.
+   * @param {WebAssembly.Module} module compiled from verified bytes, with no imports
+   * @param {{run: object, config: Uint8Array, unitName: string, short: string}} o
    */
-  async _instantiate() {
-    const unitName = this.#unitName;
+  constructor(module, o) {
+    this.#module = module;
+    this.#o = o;
+  }
+
+  get instances() { return this.#instances; }
+
+  stats() {
+    return { memoryBytes: this.#ex ? this.#ex.memory.buffer.byteLength : 0, instances: this.#instances };
+  }
+
+  close() {
+    this.#closed = true;
+    this.#discard('the unit was closed');
+  }
+
+  // Instantiates with no imports, checks the exports and molt_abi_version(),
+  // initialises with the runtime_config envelope.
+  async init() {
+    const { unitName, run, config } = this.#o;
     let instance;
     try { instance = await WebAssembly.instantiate(this.#module, {}); } catch (e) {
       fail('INSTANTIATE_FAILED', `instantiating ${unitName} failed: ${e.message}`);
@@ -1112,14 +1537,11 @@ export class Unit {
     try { ex._initialize?.(); } catch (e) { trap(e, '_initialize'); }
     const abi = ex.molt_abi_version() >>> 0;
     want(abi === ABI_VERSION, 'ABI_MISMATCH', `${unitName}: molt_abi_version() returned ${abi >>> 16}.${abi & 0xffff} (0x${abi.toString(16).padStart(8, '0')}); this host needs 0.1. Use a unit built for ABI 0.1.`);
-    const budget = this.#run.stepBudget;
-    const cfg = encodeEnvelope('molt.runtime_config', 1,
-      encodeMsgpack(validate(BUILTIN_SCHEMAS[1].type, budget === undefined ? {} : { step_budget: budget })));
     let st;
-    try { st = this._withBytes(cfg, (p, n) => ex.molt_init(p, n), ex); } catch (e) { if (e instanceof MoltError) throw e; trap(e, 'molt_init'); }
+    try { st = this.#withBytes(ex, config, (p, n) => ex.molt_init(p, n)); } catch (e) { if (e instanceof MoltError) throw e; trap(e, 'molt_init'); }
     want(st === 0, 'INIT_FAILED', `${unitName}: molt_init returned ${st} (${STATUS[-st] ?? 'unknown status'}) for a molt.runtime_config v1 envelope`);
     const bytes = ex.memory.buffer.byteLength;
-    want(bytes <= this.#run.maxMemory, 'MEMORY_LIMIT', `${unitName}: its memory starts at ${bytes} bytes, over the maxMemory limit of ${this.#run.maxMemory} bytes; raise maxMemory to load it.`,
+    want(bytes <= run.maxMemory, 'MEMORY_LIMIT', `${unitName}: its memory starts at ${bytes} bytes, over the maxMemory limit of ${run.maxMemory} bytes; raise maxMemory to load it.`,
       { class: 'runtime', unitCode: 6 });
     this.#ex = ex;
     this.#out = 0;
@@ -1128,7 +1550,7 @@ export class Unit {
 
   // A fresh instance after a discard; concurrent calls share one.
   #revive() {
-    this.#reviving ??= this._instantiate().finally(() => { this.#reviving = null; });
+    this.#reviving ??= this.init().finally(() => { this.#reviving = null; });
     return this.#reviving;
   }
 
@@ -1137,44 +1559,284 @@ export class Unit {
     this.#discarded = why;
   }
 
-  // Runs f against instance ex; a trap discards the instance.
+  // Runs f against the instance; a trap discards it.
   #enter(f, during) {
     try { return f(); } catch (e) {
       if (e instanceof MoltError) throw e;
       this.#discard(`a trap during ${during}: ${e.message}`);
-      fail('TRAP', `${this.name}@${this.version} trapped during ${during}: ${e.message}; the instance was discarded, and the next call starts a fresh one`,
+      fail('TRAP', `${this.#o.short} trapped during ${during}: ${e.message}; the instance was discarded, and the next call starts a fresh one`,
         { class: 'runtime', unitCode: 7 });
     }
   }
 
   // The memory ceiling, checked after every poll.
   #checkMemory(ex, label) {
-    const bytes = ex.memory.buffer.byteLength, max = this.#run.maxMemory;
+    const bytes = ex.memory.buffer.byteLength, max = this.#o.run.maxMemory;
     if (bytes <= max) return;
     this.#discard(`its memory grew to ${bytes} bytes, over the maxMemory limit`);
     fail('MEMORY_LIMIT', `${label}: runtime error 6 (CapabilityDenied): the unit's memory grew to ${formatBytes(bytes)} (${bytes} bytes), over the maxMemory limit of ${max} bytes; the instance was discarded, and the next call starts a fresh one`,
       { class: 'runtime', unitCode: 6, found: bytes, expected: max });
   }
 
-  /** @internal copies `bytes` into unit memory, runs f(ptr, len), frees the copy. */
-  _withBytes(bytes, f, ex = this.#ex) {
+  // Copies `bytes` into unit memory, runs f(ptr, len), frees the copy.
+  #withBytes(ex, bytes, f) {
     const p = ex.molt_alloc(bytes.length) >>> 0;
-    if (!p) fail('ALLOC_FAILED', `${this.name}: molt_alloc(${bytes.length}) returned 0 (out of memory)`, { class: 'runtime', unitCode: 7 });
+    if (!p) fail('ALLOC_FAILED', `${this.#o.short}: molt_alloc(${bytes.length}) returned 0 (out of memory)`, { class: 'runtime', unitCode: 7 });
     new Uint8Array(ex.memory.buffer).set(bytes, p);
     try { return f(p, bytes.length); } finally { ex.molt_free(p, bytes.length); }
   }
 
   /**
+   * Starts a task and polls it to the end. `lim` is checked already.
+   * @returns {{result: Promise<{status: 1|2, envelope: Uint8Array}>, cancel: () => void}}
+   */
+  start(functionId, bytes, lim, label) {
+    const job = { ex: null, task: 0n, done: false, cancelled: false };
+    const t0 = now();
+    const late = () => lim.timeoutMs > 0 && now() - t0 >= lim.timeoutMs;
+    // Runs synchronously up to the first await, so a live instance starts
+    // tasks in call order.
+    const result = (async () => {
+      try {
+        if (this.#closed) fail('UNIT_CLOSED', `${label}: the unit was closed (unit.close()); load it again to call it`);
+        if (!this.#ex) await this.#revive();
+        const ex = job.ex = this.#ex;
+        if (!this.#out) this.#out = this.#enter(() => ex.molt_alloc(8) >>> 0, 'molt_alloc');
+        if (!this.#out) fail('ALLOC_FAILED', `${label}: molt_alloc(8) returned 0`, { class: 'runtime', unitCode: 7 });
+        const out = this.#out;
+        const task = this.#enter(() => this.#withBytes(ex, bytes, (p, n) => ex.molt_call(functionId >>> 0, p, n)), 'molt_call');
+        if (task <= 0n) fail('CALL_FAILED', `${label}: molt_call returned ${task} (${STATUS[-Number(task)] ?? 'unknown status'}); no task was started${task === -6n ? ': the unit holds as many tasks as it can; let some finish or cancel them' : ''}`,
+          { class: 'runtime', unitCode: STATUS[-Number(task)] ? -Number(task) : 7 });
+        job.task = task;
+        if (job.cancelled) this.#enter(() => ex.molt_cancel(task), 'molt_cancel');
+        this.#checkMemory(ex, label);
+        for (let polls = 1; ; polls++) {
+          if (this.#ex !== ex)
+            fail(this.#closed ? 'UNIT_CLOSED' : 'UNIT_BROKEN', this.#closed ? `${label}: the unit was closed (unit.close()) while this task ran; the task is lost`
+              : `${label}: the instance running this task was discarded (${this.#discarded}); the task is lost. Call again: the next call starts a fresh instance.`, { class: 'runtime', unitCode: 7 });
+          if (polls > 1 && late()) this.#timeout(ex, task, t0, polls - 1, lim, label);
+          const st = this.#enter(() => ex.molt_poll(task, out, out + 4), 'molt_poll');
+          this.#checkMemory(ex, label);
+          if (st === 0) {
+            if (late()) this.#timeout(ex, task, t0, polls, lim, label);
+            // After the first pending poll, then every YIELD_MS: a cancel is
+            // a message (Worker) or a callback (this thread) that must get in.
+            if (polls === 1 || now() - this.#lastYield >= YIELD_MS) {
+              await yieldNow();
+              this.#lastYield = now();
+            }
+            continue;
+          }
+          if (st !== 1 && st !== 2) fail('ABI_VIOLATION', `${label}: molt_poll returned ${st}; expected 0, 1 or 2 for a live task`, { class: 'runtime', unitCode: 7 });
+          const size = ex.memory.buffer.byteLength, dv = new DataView(ex.memory.buffer);
+          const p = dv.getUint32(out, true), n = dv.getUint32(out + 4, true);
+          if (p + n > size) fail('ABI_VIOLATION', `${label}: molt_poll returned out=${p}, len=${n}, beyond the unit's ${size}-byte memory`, { class: 'runtime', unitCode: 7 });
+          if (n > lim.maxOutput)
+            fail('OUTPUT_LIMIT', `${label}: runtime error 6 (CapabilityDenied): the ${st === 1 ? 'result' : 'error'} envelope is ${n} bytes, over the maxOutput limit of ${lim.maxOutput} bytes; it was dropped`,
+              { class: 'runtime', unitCode: 6, found: n, expected: lim.maxOutput });
+          return { status: st, envelope: new Uint8Array(ex.memory.buffer, p, n).slice() };
+        }
+      } finally { job.done = true; }
+    })();
+    return {
+      result,
+      cancel: () => {
+        if (job.done || job.cancelled) return;
+        job.cancelled = true;
+        // Before molt_call (a fresh instance on its way): cancelled as soon as it starts.
+        if (!job.task || job.ex !== this.#ex) return;
+        const st = this.#enter(() => job.ex.molt_cancel(job.task), 'molt_cancel');
+        if (st < 0) fail('ABI_VIOLATION', `${label}: molt_cancel returned ${st}`, { class: 'runtime', unitCode: 7 });
+      },
+    };
+  }
+
+  // The wall clock ran out: cancel the task in the unit, reap it (one more
+  // poll frees its slot), and reject.
+  #timeout(ex, task, t0, polls, lim, label) {
+    this.#enter(() => { if (ex.molt_cancel(task) === 0) ex.molt_poll(task, this.#out, this.#out + 4); }, 'molt_cancel');
+    fail('TIMEOUT', `${label}: runtime error 5 (Timeout): no result after ${Math.round(now() - t0)} ms (timeoutMs ${lim.timeoutMs}, ${polls} polls); the host cancelled the task`,
+      { class: 'runtime', unitCode: 5, polls });
+  }
+}
+
+// ---------------------------------------------------------------- workers
+
+// An error as it crosses postMessage, and back: a MoltError keeps its code,
+// message and every detail field (class, unitCode, path, expected, found...).
+function errorData(e) {
+  if (e instanceof MoltError) {
+    const { name, message, stack, ...details } = e;
+    return { molt: true, message: e.message, details };
+  }
+  return { molt: false, message: String(e?.message ?? e), name: e?.name ?? 'Error' };
+}
+
+function errorFrom(d) {
+  if (d.molt) return new MoltError(d.details.code, d.message, d.details);
+  const e = new Error(d.message);
+  e.name = d.name;
+  return e;
+}
+
+// Inside the unit's Worker: one Engine, driven by messages from Unit.
+function serveWorker(scope) {
+  let engine = null;
+  const jobs = new Map();
+  const reply = (id, m, transfer = []) => scope.postMessage({ id, instances: engine?.instances ?? 0, ...m }, transfer);
+  scope.onmessage = async ({ data: m }) => {
+    try {
+      if (m.op === 'init') {
+        engine = new Engine(m.module, m.opts);
+        await engine.init();
+        reply(m.id, { value: null });
+      } else if (m.op === 'call') {
+        const job = engine.start(m.fid, m.bytes, m.lim, m.label);
+        jobs.set(m.id, job);
+        job.result.then((r) => reply(m.id, { value: r }, [r.envelope.buffer]), (e) => reply(m.id, { error: errorData(e) }))
+          .finally(() => jobs.delete(m.id));
+      } else if (m.op === 'cancel') {
+        jobs.get(m.id)?.cancel();
+      } else if (m.op === 'stats') {
+        reply(m.id, { value: engine.stats() });
+      }
+    } catch (e) {
+      reply(m.id, { error: errorData(e) });
+    }
+  };
+}
+
+if (IN_UNIT_WORKER) serveWorker(globalThis);
+
+// The calling side of a unit in a Worker: the Engine's interface over
+// postMessage. The Worker starts when loadUnit starts, so its script loads
+// while the unit's files are fetched and checked.
+class WorkerEngine {
+  #w; #url; #seq = 0; #pending = new Map(); #instances = 0; #dead = null;
+
+  constructor(url) {
+    this.#url = String(url);
+    this.#w = new Worker(this.#url, { type: 'module', name: WORKER_NAME });
+    this.#w.onmessage = ({ data: m }) => {
+      const p = this.#pending.get(m.id);
+      this.#instances = m.instances;
+      if (!p) return;
+      this.#pending.delete(m.id);
+      if (m.error) p.reject(errorFrom(m.error)); else p.resolve(m.value);
+    };
+    this.#w.onerror = (ev) => {
+      ev.preventDefault?.();
+      this.#die(new MoltError('WORKER_FAILED', `the unit's Worker (module script ${this.#url}) failed: ${ev.message || 'its script did not load or threw'}. The Worker loads molt.js itself with no import map, so serve @msgpack/msgpack where the page's import map says, or pass workerUrl (a bundle of molt.js), or worker: false.`));
+    };
+    this.#w.onmessageerror = () => this.#die(new MoltError('WORKER_FAILED', `a message from the unit's Worker (${this.#url}) could not be read`));
+  }
+
+  get instances() { return this.#instances; }
+
+  #die(e) {
+    this.#dead ??= e;
+    this.#w.terminate();
+    for (const p of this.#pending.values()) p.reject(e);
+    this.#pending.clear();
+  }
+
+  #ask(m, transfer) {
+    const id = m.id ?? ++this.#seq;
+    if (this.#dead) return Promise.reject(this.#dead);
+    return new Promise((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject });
+      this.#w.postMessage({ ...m, id }, transfer);
+    });
+  }
+
+  init(module, opts) { return this.#ask({ op: 'init', module, opts }); }
+
+  start(fid, bytes, lim, label) {
+    const id = ++this.#seq;
+    const result = this.#ask({ op: 'call', id, fid, bytes, lim, label });
+    return {
+      result,
+      cancel: () => { if (this.#pending.has(id)) this.#w.postMessage({ op: 'cancel', id }); },
+    };
+  }
+
+  stats() { return this.#ask({ op: 'stats' }); }
+
+  close(why) { this.#die(new MoltError('UNIT_CLOSED', why)); }
+}
+
+// In browsers a unit runs in a Worker unless told otherwise; in Node (no
+// global Worker) and inside a Worker it runs on the calling thread.
+const workerByDefault = () => typeof Worker === 'function' && typeof document !== 'undefined';
+
+/**
+ * A loaded, initialised unit, made by loadUnit (or instantiateLocal).
+ * Fields: name, version, target; manifest (the parsed signed manifest) and
+ * manifestDigest; signedBy (the key id that signed it; null for a local
+ * unit); functions (Map name → {id, name, input, output schema documents});
+ * limits {stepBudget, timeoutMs, maxOutput, maxMemory} (RUN_LIMITS);
+ * worker (true when it runs in its own Worker); metrics {bytesFetched,
+ * fetchMs, verifyMs, compileMs, initMs, totalMs, artifactBytes, cached,
+ * cacheRefused, worker}.
+ *
+ * A trap (unreachable, an out-of-bounds access, ...) or a memory ceiling
+ * breach discards the wasm instance: the failing call rejects (TRAP, code 7;
+ * MEMORY_LIMIT, code 6), other calls in flight in that instance reject with
+ * UNIT_BROKEN, and the next call runs in a fresh instance of the same
+ * verified module (`instances` counts them).
+ */
+export class Unit {
+  #engine; #run; #closed = false;
+  constructor({ name, version, target, manifest, manifestDigest, signedBy, functions, run, metrics, engine, worker }) {
+    Object.assign(this, { name, version, target, manifest, manifestDigest, signedBy, functions, metrics });
+    this.limits = { ...run };
+    this.worker = worker;
+    this.#run = run;
+    this.#engine = engine;
+  }
+
+  /** How many wasm instances this unit has had: 1 once loaded, one more after each discard. */
+  get instances() { return this.#engine.instances; }
+
+  /**
+   * The unit's memory now (its wasm memory size, bytes; 0 between a discard
+   * and the next call) and how many instances it has had.
+   * @returns {Promise<{memoryBytes: number, instances: number}>}
+   */
+  async stats() {
+    if (this.#closed) return { memoryBytes: 0, instances: this.#engine.instances };
+    return this.#engine.stats();
+  }
+
+  /**
+   * Ends the unit: terminates its Worker (or drops its instance). Calls in
+   * flight and later calls reject with UNIT_CLOSED. Idempotent.
+   */
+  close() {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#engine.close(`${this.name}@${this.version} was closed (unit.close()); load it again to call it`);
+  }
+
+  /**
    * Validates `value` against the function's input schema and builds the
-   * request envelope (the bytes call() sends).
+   * request envelope (the bytes call() sends). For an input schema of codec
+   * arrow, `value` is the Arrow IPC stream (Uint8Array), checked against the
+   * schema's columns.
    * @param {string} functionName
    * @param {any} value
    * @returns {Uint8Array}
    */
   encodeRequest(functionName, value) {
     const f = this.#fn(functionName);
-    want(f.input.codec !== 'arrow', 'UNSUPPORTED_CODEC', `${f.name}: input schema ${f.input.id} uses the arrow codec, which call() does not encode yet; use callEnvelope`);
-    const wire = validate(f.input.type, value, { direction: 'encode', where: `${this.name}.${f.name} input (${f.input.id} v${f.input.version})` });
+    const where = `${this.name}.${f.name} input (${f.input.id} v${f.input.version})`;
+    if (f.input.codec === 'arrow') {
+      if (!(value instanceof Uint8Array))
+        fail('INVALID_INPUT', `${where}: expected an Arrow IPC stream (Uint8Array), found ${describe(value)}; the schema has codec "arrow" (docs/arrow.md)`, { path: '', expected: 'Arrow IPC stream', found: describe(value) });
+      checkArrowStream(value, f.input, where, 'INVALID_INPUT');
+      return encodeEnvelope(f.input.id, f.input.version, value);
+    }
+    const wire = validate(f.input.type, value, { direction: 'encode', where });
     return encodeEnvelope(f.input.id, f.input.version, encodeMsgpack(wire));
   }
 
@@ -1187,7 +1849,9 @@ export class Unit {
   /**
    * Calls a function by name with a JS value; validates both ways. cancel()
    * takes effect at the task's next poll: result rejects with CANCELLED
-   * (class cancellation, code 4), and the unit stays usable.
+   * (class cancellation, code 4), and the unit stays usable. A function
+   * whose output schema has codec arrow resolves to the Arrow IPC stream
+   * (Uint8Array), its columns checked against the schema.
    * @param {string} functionName
    * @param {any} value
    * @param {{timeoutMs?: number, maxOutput?: number}} [opts] this call's limits (default: the unit's)
@@ -1209,11 +1873,16 @@ export class Unit {
         const e = decodeEnvelope(envelope, `${where} result`);
         want(e.schemaId === f.output.id && e.schemaVersion === f.output.version, 'INVALID_OUTPUT',
           `${where} returned schema ${e.schemaId} v${e.schemaVersion}, expected ${f.output.id} v${f.output.version} (from the signed manifest)`);
+        const at = `${where} output (${f.output.id} v${f.output.version})`;
+        if (f.output.codec === 'arrow') {
+          checkArrowStream(e.payload, f.output, at, 'INVALID_OUTPUT');
+          return e.payload.slice();
+        }
         let payload;
         try { payload = decodeMsgpack(e.payload); } catch (err) {
           fail('INVALID_OUTPUT', `${where} result payload is not MsgPack: ${err.message}`);
         }
-        return validate(f.output.type, payload, { direction: 'decode', where: `${where} output (${f.output.id} v${f.output.version})` });
+        return validate(f.output.type, payload, { direction: 'decode', where: at });
       } catch (err) {
         // A result that breaks its schema is the unit's encoding error.
         if (err instanceof MoltError) Object.assign(err, { class: 'runtime', unitCode: 3 });
@@ -1251,72 +1920,16 @@ export class Unit {
 
   // callEnvelope, with `label` naming the call in messages.
   #start(functionId, envelope, opts, label) {
-    const job = { ex: null, task: 0n, done: false, cancelled: false };
     let lim, bytes;
     try {
       lim = callOptions(opts, this.#run);
       bytes = asBytes(envelope);
+      want(Number.isInteger(functionId) && functionId >= 0 && functionId <= 0xffffffff, 'OPTIONS_INVALID', `${label}: a function id is an integer from 0 to 2^32-1, found ${JSON.stringify(functionId)}`);
+      if (this.#closed) fail('UNIT_CLOSED', `${label}: ${this.name}@${this.version} was closed (unit.close()); load it again to call it`);
     } catch (e) {
       return { result: Promise.reject(e), cancel() {} };
     }
-    const t0 = now();
-    const late = () => lim.timeoutMs > 0 && now() - t0 >= lim.timeoutMs;
-    // Runs synchronously up to the first await, so a live instance starts
-    // tasks in call order.
-    const result = (async () => {
-      try {
-        if (!this.#ex) await this.#revive();
-        const ex = job.ex = this.#ex;
-        if (!this.#out) this.#out = this.#enter(() => ex.molt_alloc(8) >>> 0, 'molt_alloc');
-        if (!this.#out) fail('ALLOC_FAILED', `${label}: molt_alloc(8) returned 0`, { class: 'runtime', unitCode: 7 });
-        const out = this.#out;
-        const task = this.#enter(() => this._withBytes(bytes, (p, n) => ex.molt_call(functionId >>> 0, p, n), ex), 'molt_call');
-        if (task <= 0n) fail('CALL_FAILED', `${label}: molt_call returned ${task} (${STATUS[-Number(task)] ?? 'unknown status'}); no task was started${task === -6n ? ': the unit holds as many tasks as it can; let some finish or cancel them' : ''}`,
-          { class: 'runtime', unitCode: STATUS[-Number(task)] ? -Number(task) : 7 });
-        job.task = task;
-        if (job.cancelled) this.#enter(() => ex.molt_cancel(task), 'molt_cancel');
-        this.#checkMemory(ex, label);
-        for (let polls = 1; ; polls++) {
-          if (this.#ex !== ex)
-            fail('UNIT_BROKEN', `${label}: the instance running this task was discarded (${this.#discarded}); the task is lost. Call again: the next call starts a fresh instance.`, { class: 'runtime', unitCode: 7 });
-          if (polls > 1 && late()) this.#timeout(ex, task, t0, polls - 1, lim, label);
-          const st = this.#enter(() => ex.molt_poll(task, out, out + 4), 'molt_poll');
-          this.#checkMemory(ex, label);
-          if (st === 0) {
-            if (late()) this.#timeout(ex, task, t0, polls, lim, label);
-            await yieldNow();
-            continue;
-          }
-          if (st !== 1 && st !== 2) fail('ABI_VIOLATION', `${label}: molt_poll returned ${st}; expected 0, 1 or 2 for a live task`, { class: 'runtime', unitCode: 7 });
-          const size = ex.memory.buffer.byteLength, dv = new DataView(ex.memory.buffer);
-          const p = dv.getUint32(out, true), n = dv.getUint32(out + 4, true);
-          if (p + n > size) fail('ABI_VIOLATION', `${label}: molt_poll returned out=${p}, len=${n}, beyond the unit's ${size}-byte memory`, { class: 'runtime', unitCode: 7 });
-          if (n > lim.maxOutput)
-            fail('OUTPUT_LIMIT', `${label}: runtime error 6 (CapabilityDenied): the ${st === 1 ? 'result' : 'error'} envelope is ${n} bytes, over the maxOutput limit of ${lim.maxOutput} bytes; it was dropped`,
-              { class: 'runtime', unitCode: 6, found: n, expected: lim.maxOutput });
-          return { status: st, envelope: new Uint8Array(ex.memory.buffer, p, n).slice() };
-        }
-      } finally { job.done = true; }
-    })();
-    return {
-      result,
-      cancel: () => {
-        if (job.done || job.cancelled) return;
-        job.cancelled = true;
-        // Before molt_call (a fresh instance on its way): cancelled as soon as it starts.
-        if (!job.task || job.ex !== this.#ex) return;
-        const st = this.#enter(() => job.ex.molt_cancel(job.task), 'molt_cancel');
-        if (st < 0) fail('ABI_VIOLATION', `${label}: molt_cancel returned ${st}`, { class: 'runtime', unitCode: 7 });
-      },
-    };
-  }
-
-  // The wall clock ran out: cancel the task in the unit, reap it (one more
-  // poll frees its slot), and reject.
-  #timeout(ex, task, t0, polls, lim, label) {
-    this.#enter(() => { if (ex.molt_cancel(task) === 0) ex.molt_poll(task, this.#out, this.#out + 4); }, 'molt_cancel');
-    fail('TIMEOUT', `${label}: runtime error 5 (Timeout): no result after ${Math.round(now() - t0)} ms (timeoutMs ${lim.timeoutMs}, ${polls} polls); the host cancelled the task`,
-      { class: 'runtime', unitCode: 5, polls });
+    return this.#engine.start(functionId, bytes, lim, label);
   }
 }
 

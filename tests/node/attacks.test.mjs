@@ -38,7 +38,8 @@ async function policy(p) {
 const key = (id, pub, extra = {}) => ({ id, pub, names: ['*'], ...extra });
 const urls = [];
 const recording = () => { const f = fileFetch(); return (u) => { urls.push(String(u)); return f(u); }; };
-const open = (dir, o = {}) => openRegistry({ url: pathToFileURL(dir).href, fetch: recording(), ...(o.policy ? {} : { trustedKeys: [devPub] }), ...o });
+// No artifact cache: every registry here shares the fixture's digests, and each attack must reach the fetch.
+const open = (dir, o = {}) => openRegistry({ url: pathToFileURL(dir).href, fetch: recording(), cache: false, ...(o.policy ? {} : { trustedKeys: [devPub] }), ...o });
 const load = (reg, o = {}) => loadUnit(reg, { name: 'hello', version: '0.1.0', target: W, ...o });
 
 async function test(name, f) {
