@@ -5,18 +5,105 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAX_KEYS 16
 #define MAX_MIRRORS 8
 
+/* One download's progress line. On a terminal it is rewritten in place
+ * (about ten times a second) and cleared at the end; with --progress and no
+ * terminal it is a plain line about once a second and one at the end. */
+static struct {
+	char what[128];  /* the download shown */
+	uint64_t first;  /* bytes it had at its first call (resumed ones) */
+	uint64_t last;   /* bytes at the last call */
+	double start;    /* when it began, seconds */
+	double shown;    /* when the line was last written */
+	int plain;       /* 1: whole lines, not a terminal line */
+} bar;
+
+static double seconds(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* "812.0 KiB", "12.3 MiB", ... */
+static void human(char *out, size_t n, double v)
+{
+	static const char *const unit[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+	size_t u = 0;
+
+	while (v >= 1024 && u + 1 < sizeof(unit) / sizeof(*unit)) {
+		v /= 1024;
+		u++;
+	}
+	snprintf(out, n, u ? "%.1f %s" : "%.0f %s", v, unit[u]);
+}
+
+static int columns(void)
+{
+	struct winsize w;
+
+	if (ioctl(2, TIOCGWINSZ, &w) == 0 && w.ws_col >= 20)
+		return w.ws_col;
+	return 80;
+}
+
 static void progress(const char *what, uint64_t done, uint64_t total, void *payload)
 {
+	char d[32], t[32], r[32], eta[32] = "", line[256];
+	double now = seconds(), rate, left;
+	int n;
+
 	(void)payload;
-	fprintf(stderr, "\r%s: %llu / %llu bytes (%3d%%)", what, (unsigned long long)done,
-		(unsigned long long)total, total ? (int)(done * 100 / total) : 0);
-	if (done == total)
-		fputc('\n', stderr);
+	if (strncmp(bar.what, what, sizeof(bar.what) - 1) || done < bar.last) {
+		snprintf(bar.what, sizeof(bar.what), "%s", what);
+		bar.first = done;
+		bar.start = now;
+		bar.shown = now; /* a download done within the first interval shows no line */
+	}
+	bar.last = done;
+	if (total && done >= total) {
+		if (!bar.plain) {
+			fputs("\r\033[K", stderr);
+		} else {
+			human(t, sizeof(t), (double)total);
+			human(r, sizeof(r), now > bar.start ? (double)(done - bar.first) / (now - bar.start) : 0);
+			fprintf(stderr, "%s: %s in %.1f s (%s/s)\n", what, t, now - bar.start, r);
+		}
+		bar.what[0] = '\0';
+		return;
+	}
+	if (now - bar.shown < (bar.plain ? 1.0 : 0.1))
+		return;
+	bar.shown = now;
+	rate = now > bar.start ? (double)(done - bar.first) / (now - bar.start) : 0;
+	human(d, sizeof(d), (double)done);
+	human(t, sizeof(t), (double)total);
+	human(r, sizeof(r), rate);
+	if (total && rate > 0) {
+		left = (double)(total - done) / rate;
+		snprintf(eta, sizeof(eta), ", ETA %d:%02d", (int)(left / 60), (int)left % 60);
+	}
+	if (total)
+		n = snprintf(line, sizeof(line), "%s: %s / %s (%d%%), %s/s%s", what, d, t,
+			     (int)(done * 100 / total), r, eta);
+	else
+		n = snprintf(line, sizeof(line), "%s: %s, %s/s", what, d, r);
+	if (bar.plain) {
+		fprintf(stderr, "%s\n", line);
+		return;
+	}
+	/* One terminal row, cursor left at its start: whatever is printed next
+	 * (the result, an error) overwrites it instead of trailing it. */
+	if (n >= columns())
+		line[columns() - 1] = '\0';
+	fprintf(stderr, "\033[K%s\r", line);
 }
 
 /* A dependency is reported, never fetched: unless it was named on the same
@@ -75,7 +162,9 @@ int open_runtime(molt_runtime **rt, const mr_cmd *cmd, const mr_args *args, int 
 	o.depends = depends;
 	o.progress_payload = (void *)args;
 	o.cache_dir = mr_args_get(cmd, args, "cache");
-	if (show && !mr_args_get(cmd, args, "quiet") && isatty(2))
+	bar.plain = !isatty(2);
+	if (show && !mr_args_get(cmd, args, "quiet") &&
+	    (!bar.plain || mr_args_get(cmd, args, "progress")))
 		o.progress = progress;
 	rc = molt_runtime_open(rt, &o);
 	free(copy);

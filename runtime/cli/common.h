@@ -13,7 +13,8 @@
 	{ "policy", 0, "FILE", "trust policy, e.g. keys/policy.json (else $MOLT_POLICY); replaces --key" }, \
 	{ "mirror", 0, "URL[,URL]", "other copies of the registry, tried in order; verified alike" }, \
 	{ "allow-yanked", 0, NULL, "accept a yanked version (e.g. one a lockfile pins)" },  \
-	{ "quiet", 'q', NULL, "no progress output" }
+	{ "quiet", 'q', NULL, "no progress output" },                                     \
+	{ "progress", 0, NULL, "show download progress even when stderr is not a terminal" }
 
 /* Opens a runtime from the common options; prints the error and returns an
  * exit status on failure. */

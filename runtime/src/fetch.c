@@ -12,9 +12,14 @@
 #include "mr/registry.h"
 
 #include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define META_MAX (4u << 20)
@@ -23,22 +28,114 @@
  * publish adds one, so a million publishes between two fetches is absurd
  * (fast-forward defence; docs/security.md). */
 #define MOLT__MAX_VERSION_JUMP 1000000
+/* Retries after a network failure or a 5xx (MOLT_FETCH_RETRIES overrides),
+ * and the first pause before one; each later pause doubles it. */
+#define RETRIES_DEFAULT 3
+#define RETRIES_MAX 10
+#define BACKOFF_MS 200
+/* libcurl's receive buffer for artifacts: fewer, larger writes and hashes. */
+#define ARTIFACT_BUFFER (512L * 1024)
+
+/* Sources found unreachable (after their retries) during the current
+ * molt__fetch: the later files of that fetch skip them instead of waiting
+ * through the same retries again. Bit i is rt->src[i]. */
+static _Thread_local unsigned int dead_src;
 
 typedef struct {
-	mr_buf *buf;
-	FILE *file;
-	mr_sha256 *hash;
-	uint64_t got, cap;
-	int over; /* the server sent more than `cap` */
+	mr_buf *buf;       /* metadata: kept in memory */
+	int fd;            /* the artifact: appended to its .part file (-1: none) */
+	mr_sha256 *hash;   /* hashes everything written to fd */
+	uint64_t got;      /* bytes of the whole file so far, resumed ones included */
+	uint64_t cap;      /* the signed size, or a cap for metadata */
+	uint64_t from;     /* the Range start asked for; 0: the whole file */
+	int over;          /* the server sent more than `cap` */
+	int started;       /* the first bytes of the body were checked */
+	int restarted;     /* a Range was ignored (200): the .part restarted at 0 */
+	int bad_range;     /* a 206 whose Content-Range does not start at `from` */
+	int io_errno;      /* writing the .part failed with this errno */
+	long range_start;  /* the start in the last Content-Range header (-1: none) */
+	CURL *c;
 	molt_runtime *rt;
 	const char *what;
 } sink;
+
+/* Keeps the start of a Content-Range header; a new status line (e.g. after
+ * a redirect) forgets it. */
+static size_t on_header(char *p, size_t size, size_t n, void *ud)
+{
+	sink *s = ud;
+	size_t len = size * n;
+	char line[128];
+	char *end;
+
+	if (len >= 5 && !strncmp(p, "HTTP/", 5))
+		s->range_start = -1;
+	if (len < 21 || len >= sizeof(line) || strncasecmp(p, "content-range:", 14))
+		return len;
+	memcpy(line, p, len);
+	line[len] = '\0';
+	p = line + 14;
+	while (*p == ' ' || *p == '\t')
+		p++;
+	if (strncmp(p, "bytes ", 6) || p[6] < '0' || p[6] > '9')
+		return len;
+	errno = 0;
+	s->range_start = strtol(p + 6, &end, 10);
+	if (errno || *end != '-')
+		s->range_start = -1;
+	return len;
+}
+
+/* Sets up a resumed body on its first bytes: a 206 must start where the
+ * .part ends; a 200 is the whole file, so the .part starts over. */
+static int body_start(sink *s)
+{
+	long status = 0;
+
+	s->started = 1;
+	curl_easy_getinfo(s->c, CURLINFO_RESPONSE_CODE, &status);
+	if (status == 206) {
+		if (s->range_start < 0 || (uint64_t)s->range_start != s->from) {
+			s->bad_range = 1;
+			return -1;
+		}
+		return 0;
+	}
+	if (status != 200)
+		return 0; /* file:// has no status and honours the range */
+	mr_sha256_free(s->hash);
+	s->hash = NULL;
+	if (mr_sha256_new(&s->hash) || ftruncate(s->fd, 0) < 0 || lseek(s->fd, 0, SEEK_SET) < 0) {
+		s->io_errno = errno ? errno : ENOMEM;
+		return -1;
+	}
+	s->got = 0;
+	s->restarted = 1;
+	return 0;
+}
+
+static int write_all(int fd, const char *p, size_t len)
+{
+	while (len) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
 
 static size_t on_data(char *p, size_t size, size_t n, void *ud)
 {
 	sink *s = ud;
 	size_t len = size * n;
 
+	if (!s->started && s->fd >= 0 && s->from && body_start(s))
+		return 0;
+	s->started = 1;
 	/* Endless-data defence: never take more than the signed size. */
 	if (s->got + len > s->cap) {
 		s->over = 1;
@@ -49,36 +146,76 @@ static size_t on_data(char *p, size_t size, size_t n, void *ud)
 		mr_sha256_update(s->hash, p, len);
 	if (s->buf && mr_buf_put(s->buf, p, len))
 		return 0;
-	if (s->file && fwrite(p, 1, len, s->file) != len)
+	if (s->fd >= 0 && write_all(s->fd, p, len)) {
+		s->io_errno = errno;
 		return 0;
-	if (s->rt->progress && s->file)
+	}
+	if (s->rt->progress && s->fd >= 0)
 		s->rt->progress(s->what, s->got, s->cap, s->rt->progress_payload);
 	return len;
 }
 
-/* GETs src+rel into the sink, refusing more than s->cap bytes. */
-static int get(molt_runtime *rt, const char *src, const char *rel, sink *s)
+/* Failures worth another try: the network, a timeout, a dropped
+ * connection. Not a 4xx, never a verification failure. */
+static int transient(CURLcode cc)
 {
-	char err[CURL_ERROR_SIZE] = "", *url = NULL;
+	switch (cc) {
+	case CURLE_COULDNT_RESOLVE_PROXY:
+	case CURLE_COULDNT_RESOLVE_HOST:
+	case CURLE_COULDNT_CONNECT:
+	case CURLE_PARTIAL_FILE:
+	case CURLE_OPERATION_TIMEDOUT:
+	case CURLE_GOT_NOTHING:
+	case CURLE_SEND_ERROR:
+	case CURLE_RECV_ERROR:
+	case CURLE_HTTP2:
+	case CURLE_HTTP2_STREAM:
+	case CURLE_SSL_CONNECT_ERROR:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+/* One GET of src+rel into the sink (from s->from on, when not 0), refusing
+ * more than s->cap bytes in all. *again is set when the failure is one a
+ * retry may cure. */
+static int transfer(molt_runtime *rt, const char *src, const char *rel, sink *s, int *again)
+{
+	char err[CURL_ERROR_SIZE] = "", range[32], *url = NULL;
 	CURL *c = curl_easy_init();
 	CURLcode cc;
 	long status = 0;
 	int rc = 0;
 
+	*again = 0;
 	if (!c || asprintf(&url, "%s%s", src, rel) < 0) {
 		curl_easy_cleanup(c);
 		return mr_error_set(MR_ERROR, "out of memory");
 	}
 	s->rt = rt;
+	s->c = c;
+	s->started = s->over = s->bad_range = s->io_errno = 0;
+	s->range_start = -1;
 	curl_easy_setopt(c, CURLOPT_URL, url);
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, s);
+	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(c, CURLOPT_HEADERDATA, s);
 	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, err);
+	/* An error page must never reach a buffer or a .part file. */
+	curl_easy_setopt(c, CURLOPT_FAILONERROR, 1L);
 	curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
 	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https,file");
 	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 30L);
 	curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
 	curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 60L);
+	if (s->fd >= 0)
+		curl_easy_setopt(c, CURLOPT_BUFFERSIZE, ARTIFACT_BUFFER);
+	if (s->from) {
+		snprintf(range, sizeof(range), "%llu-", (unsigned long long)s->from);
+		curl_easy_setopt(c, CURLOPT_RANGE, range);
+	}
 	cc = curl_easy_perform(c);
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
 	if (cc == CURLE_WRITE_ERROR && s->over)
@@ -86,25 +223,106 @@ static int get(molt_runtime *rt, const char *src, const char *rel, sink *s)
 				  "%s: more than the expected %llu bytes; refusing the rest "
 				  "(the server sends more than signed metadata allows)",
 				  url, (unsigned long long)s->cap);
+	else if (cc == CURLE_WRITE_ERROR && s->io_errno)
+		rc = mr_error_set(MR_EIO, "fetching %s: writing the cache: %s", url,
+				  strerror(s->io_errno));
+	else if (cc == CURLE_WRITE_ERROR && s->bad_range)
+		rc = mr_error_set(MR_EENV, "fetching %s: asked for bytes %llu- and the server "
+				  "answered with Content-Range starting at %ld",
+				  url, (unsigned long long)s->from, s->range_start);
 	else if (cc == CURLE_FILE_COULDNT_READ_FILE || status == 404)
 		rc = mr_error_set(MR_ENOTFOUND, "%s: not found", url);
-	else if (cc != CURLE_OK)
+	else if (s->from && (status == 416 || cc == CURLE_BAD_DOWNLOAD_RESUME)) {
+		s->bad_range = 1;
+		rc = mr_error_set(MR_EENV, "fetching %s: the server refused bytes %llu-", url,
+				  (unsigned long long)s->from);
+	} else if (cc == CURLE_HTTP_RETURNED_ERROR || (cc == CURLE_OK && status >= 400)) {
+		*again = status >= 500;
+		rc = mr_error_set(MR_EENV, "fetching %s: HTTP status %ld", url, status);
+	} else if (cc != CURLE_OK) {
+		*again = transient(cc);
 		rc = mr_error_set(MR_EENV, "fetching %s: %s", url,
 				  *err ? err : curl_easy_strerror(cc));
-	else if (status >= 400)
-		rc = mr_error_set(MR_EENV, "fetching %s: HTTP status %ld", url, status);
+	}
 	free(url);
 	curl_easy_cleanup(c);
+	s->c = NULL;
 	return rc;
+}
+
+/* How many times a failed GET is retried: MOLT_FETCH_RETRIES, else 3. */
+static int retries(int *out)
+{
+	const char *e = getenv("MOLT_FETCH_RETRIES");
+	char *end;
+	long v;
+
+	*out = RETRIES_DEFAULT;
+	if (!e || !*e)
+		return 0;
+	errno = 0;
+	v = strtol(e, &end, 10);
+	if (errno || *end || v < 0 || v > RETRIES_MAX)
+		return mr_error_set(MR_EINVALID, "MOLT_FETCH_RETRIES is '%s': expected a whole "
+				    "number from 0 (no retry) to %d", e, RETRIES_MAX);
+	*out = (int)v;
+	return 0;
+}
+
+/* Waits before retry number `n` (0-based): 0.2 s, 0.4 s, 0.8 s, ... plus
+ * up to a quarter more at random, so that clients that failed together do
+ * not come back together. */
+static void backoff(int n)
+{
+	unsigned long ms = (unsigned long)BACKOFF_MS << (n < 8 ? n : 8);
+	struct timespec ts;
+
+	ms += randombytes_uniform((uint32_t)(ms / 4 + 1));
+	ts.tv_sec = (time_t)(ms / 1000);
+	ts.tv_nsec = (long)(ms % 1000) * 1000000L;
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+/* Index of `src` in rt->src. */
+static size_t src_index(molt_runtime *rt, const char *src)
+{
+	size_t i;
+
+	for (i = 0; i < rt->nsrc; i++)
+		if (rt->src[i] == src)
+			return i;
+	return 0;
+}
+
+/* A source that failed every retry stays skipped for the rest of this fetch. */
+static int src_dead(molt_runtime *rt, const char *src, const char *rel)
+{
+	if (!(dead_src & (1u << src_index(rt, src))))
+		return 0;
+	return mr_error_set(MR_EENV, "%s%s: not tried, %s failed earlier in this fetch", src, rel,
+			    src);
 }
 
 static int get_buf(molt_runtime *rt, const char *src, const char *rel, mr_buf *out,
 		   uint64_t cap)
 {
-	sink s = { out, NULL, NULL, 0, cap, 0, NULL, rel };
+	sink s = { .buf = out, .fd = -1, .cap = cap, .range_start = -1, .what = rel };
+	int n = 0, max, again, rc;
 
-	out->len = 0;
-	return get(rt, src, rel, &s);
+	if ((rc = retries(&max)) || (rc = src_dead(rt, src, rel)))
+		return rc;
+	for (;;) {
+		out->len = 0;
+		s.got = 0;
+		if (!(rc = transfer(rt, src, rel, &s, &again)) || !again)
+			return rc;
+		if (n == max)
+			break;
+		backoff(n++);
+	}
+	dead_src |= 1u << src_index(rt, src);
+	return rc;
 }
 
 /* Collects why each source failed, so that with mirrors the message names
@@ -181,66 +399,205 @@ static int get_blob(molt_runtime *rt, const char *digest, uint64_t size,
 	return get_verified(rt, rel, digest, size, cap, out);
 }
 
+/* 1 if the cached file at `path` hashes to `digest`: every read of the
+ * cache checks the bytes again. */
+static int cached_ok(const char *path, const char *digest)
+{
+	char have[MR_DIGEST_STR_LEN + 1];
+
+	return mr_fs_exists(path) && !mr_digest_file(have, path, NULL) && !strcmp(have, digest);
+}
+
+/* Stores a verified small blob, replacing a cached copy that no longer
+ * hashes right (a rename: readers see the old file or the new one). */
 static int cache_put(molt_runtime *rt, const char *digest, const mr_buf *b)
 {
 	char *path = mr_blob_path(rt->cache, digest);
 	int rc = path ? 0 : mr_error_set(MR_ERROR, "out of memory");
 
-	if (!rc && !mr_fs_exists(path))
+	if (!rc && !cached_ok(path, digest))
 		rc = mr_fs_write_atomic(path, b->data, b->len, 0644);
 	free(path);
 	return rc;
 }
 
-/* Streams the artifact from one source into tmp, capped and hashed. */
+/* ---- advisory locks beside the cached files -------------------------- */
+
+/* Takes the exclusive flock on `path` (created when missing), waiting while
+ * another process holds it. lock_release removes the file, so after the wait
+ * the lock counts only if the file locked is still the one at `path`. */
+static int lock_take(const char *path, int *out)
+{
+	struct stat a, b;
+	int fd;
+
+	for (;;) {
+		if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) < 0)
+			return mr_error_sys(MR_EIO, "creating the lock %s", path);
+		while (flock(fd, LOCK_EX) < 0)
+			if (errno != EINTR) {
+				close(fd);
+				return mr_error_sys(MR_EIO, "locking %s", path);
+			}
+		if (!fstat(fd, &a) && !stat(path, &b) && a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+			break;
+		close(fd);
+	}
+	*out = fd;
+	return 0;
+}
+
+static void lock_release(const char *path, int fd)
+{
+	if (fd < 0)
+		return;
+	unlink(path);
+	close(fd);
+}
+
+/* ---- the artifact: resumable, retried, one download per blob ---------- */
+
+/* Hashes the bytes a .part already holds (they count; they are not fetched
+ * again) and leaves its offset at the end. A .part longer than the signed
+ * size is corrupt: it starts over. */
+static int part_open(sink *s, const char *part, uint64_t size)
+{
+	unsigned char *chunk = NULL;
+	struct stat st;
+	uint64_t at = 0;
+	ssize_t n;
+	int rc = 0;
+
+	mr_sha256_free(s->hash);
+	s->hash = NULL;
+	s->got = 0;
+	if ((rc = mr_sha256_new(&s->hash)))
+		return rc;
+	if (fstat(s->fd, &st) < 0)
+		return mr_error_sys(MR_EIO, "reading %s", part);
+	if ((uint64_t)st.st_size > size && ftruncate(s->fd, 0) < 0)
+		return mr_error_sys(MR_EIO, "truncating %s", part);
+	if ((uint64_t)st.st_size > 0 && (uint64_t)st.st_size <= size) {
+		if (!(chunk = malloc(1 << 20)))
+			return mr_error_set(MR_ERROR, "out of memory");
+		while ((n = pread(s->fd, chunk, 1 << 20, (off_t)at)) != 0) {
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n < 0) {
+				rc = mr_error_sys(MR_EIO, "reading %s", part);
+				break;
+			}
+			mr_sha256_update(s->hash, chunk, (size_t)n);
+			at += (uint64_t)n;
+			if (at > size) {
+				rc = mr_error_set(MR_EIO, "%s grew while it was being read", part);
+				break;
+			}
+		}
+		free(chunk);
+	}
+	s->got = at;
+	if (!rc && lseek(s->fd, (off_t)at, SEEK_SET) < 0)
+		rc = mr_error_sys(MR_EIO, "seeking in %s", part);
+	return rc;
+}
+
+/* Streams the artifact from one source into `part`, capped and hashed,
+ * resuming from what `part` holds; retries network failures (resuming
+ * again). A digest or size mismatch in bytes that were put together from
+ * more than one response starts over from byte 0 once before it fails, so
+ * a corrupt partial download never poisons the cache. */
 static int get_artifact_from(molt_runtime *rt, const char *src, const char *rel,
-			     const char *digest, uint64_t size, const char *tmp,
+			     const char *digest, uint64_t size, const char *part,
 			     const char *label)
 {
 	char have[MR_DIGEST_STR_LEN + 1];
 	unsigned char raw[MR_DIGEST_LEN];
-	sink s = { NULL, NULL, NULL, 0, size, 0, NULL, label };
-	int rc;
+	sink s = { .fd = -1, .cap = size, .range_start = -1, .what = label };
+	int n = 0, max, again, joined = 0, clean = 0, rc;
 
-	if (!(s.file = fopen(tmp, "wb")))
-		return mr_error_sys(MR_EENV, "creating %s", tmp);
-	if ((rc = mr_sha256_new(&s.hash)) || (rc = get(rt, src, rel, &s)))
-		goto done;
-	if (fclose(s.file)) {
-		s.file = NULL;
-		rc = mr_error_sys(MR_EIO, "writing %s", tmp);
+	if ((rc = retries(&max)) || (rc = src_dead(rt, src, rel)))
+		return rc;
+	if ((s.fd = open(part, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) < 0)
+		return mr_error_sys(MR_EIO, "creating %s", part);
+	for (;;) {
+		if ((rc = part_open(&s, part, size)))
+			goto done;
+		if (s.got < size) {
+			joined |= s.got > 0;
+			s.from = s.got;
+			s.restarted = 0;
+			if (rt->progress)
+				rt->progress(label, s.got, size, rt->progress_payload);
+			rc = transfer(rt, src, rel, &s, &again);
+			if (s.restarted)
+				joined = 0; /* the server sent the whole file */
+			if (rc && s.bad_range && !clean) {
+				/* The server does not do ranges right: from byte 0. */
+				clean = 1;
+				if (ftruncate(s.fd, 0) < 0) {
+					rc = mr_error_sys(MR_EIO, "truncating %s", part);
+					goto done;
+				}
+				continue;
+			}
+			if (rc && again && n < max) {
+				backoff(n++);
+				continue;
+			}
+			if (rc) {
+				if (again)
+					dead_src |= 1u << src_index(rt, src);
+				goto done;
+			}
+		}
+		mr_sha256_final(s.hash, raw);
+		mr_digest_format(have, raw);
+		if (s.got == size && !strcmp(have, digest))
+			goto done;
+		if (joined && !clean) {
+			clean = 1;
+			if (ftruncate(s.fd, 0) < 0) {
+				rc = mr_error_sys(MR_EIO, "truncating %s", part);
+				goto done;
+			}
+			continue;
+		}
+		if (s.got != size)
+			rc = mr_error_set(MR_EVERIFY, "%s%s: expected %llu bytes (signed manifest), got %llu",
+					  src, rel, (unsigned long long)size, (unsigned long long)s.got);
+		else
+			rc = mr_error_set(MR_EVERIFY,
+					  "%s%s: digest mismatch: the signed manifest says %s, the "
+					  "bytes hash to %s; refusing the artifact",
+					  src, rel, digest, have);
 		goto done;
 	}
-	s.file = NULL;
-	mr_sha256_final(s.hash, raw);
-	mr_digest_format(have, raw);
-	if (s.got != size)
-		rc = mr_error_set(MR_EVERIFY, "%s%s: expected %llu bytes (signed manifest), got %llu",
-				  src, rel, (unsigned long long)size, (unsigned long long)s.got);
-	else if (strcmp(have, digest))
-		rc = mr_error_set(MR_EVERIFY,
-				  "%s%s: digest mismatch: the signed manifest says %s, the "
-				  "bytes hash to %s; refusing the artifact",
-				  src, rel, digest, have);
 done:
-	if (s.file)
-		fclose(s.file);
+	/* Bytes a source got wrong are dropped; bytes cut short by the network
+	 * stay for the next try to resume from. */
+	if (rc == MR_EVERIFY)
+		unlink(part);
+	if (s.fd >= 0 && close(s.fd) < 0 && !rc)
+		rc = mr_error_sys(MR_EIO, "writing %s", part);
 	mr_sha256_free(s.hash);
 	return rc;
 }
 
 /* The artifact: from the cache when its bytes still hash right, else
- * streamed from the first source that gives the signed bytes. */
+ * streamed into <hex>.part from the first source that gives the signed
+ * bytes, under the lock <hex>.lock, so that two processes sharing the cache
+ * download it once: the second waits, then finds it cached. */
 static int get_artifact(molt_runtime *rt, const cJSON *a, char **path_out,
 			const char *label)
 {
 	const char *digest = mr_json_str(a, "digest");
 	const cJSON *sz = cJSON_GetObjectItemCaseSensitive(a, "size");
-	char have[MR_DIGEST_STR_LEN + 1], rel[128], *path = NULL, *tmp = NULL;
+	char rel[128], *path = NULL, *part = NULL, *lock = NULL;
 	failures f = { MR_BUF_INIT, 0, 0 };
 	uint64_t size;
 	size_t i;
-	int rc = 0;
+	int rc = 0, fd = -1;
 
 	*path_out = NULL;
 	if (!digest || !mr_digest_valid(digest) || !(path = mr_blob_path(rt->cache, digest)))
@@ -252,32 +609,37 @@ static int get_artifact(molt_runtime *rt, const cJSON *a, char **path_out,
 	}
 	size = (uint64_t)sz->valuedouble;
 	/* A blob already in the cache is used only if it hashes to the signed digest. */
-	if (mr_fs_exists(path) && !mr_digest_file(have, path, NULL) && !strcmp(have, digest)) {
+	if (cached_ok(path, digest)) {
 		*path_out = path;
 		return 0;
 	}
-	if (asprintf(&tmp, "%s.part.%ld", path, (long)getpid()) < 0) {
-		free(path);
-		return mr_error_set(MR_ERROR, "out of memory");
+	if (asprintf(&part, "%s.part", path) < 0 || asprintf(&lock, "%s.lock", path) < 0) {
+		rc = mr_error_set(MR_ERROR, "out of memory");
+		goto done;
 	}
+	if ((rc = lock_take(lock, &fd)))
+		goto done;
+	if (cached_ok(path, digest))
+		goto done; /* another process fetched it while this one waited */
 	snprintf(rel, sizeof(rel), "blobs/sha256/%s", digest + 7);
 	for (i = 0; i < rt->nsrc; i++) {
-		if (!(rc = get_artifact_from(rt, rt->src[i], rel, digest, size, tmp, label)))
+		if (!(rc = get_artifact_from(rt, rt->src[i], rel, digest, size, part, label)))
 			break;
 		failed(&f, rc);
 	}
 	if (rc)
 		rc = failures_end(&f, rt->nsrc);
-	else if (rename(tmp, path) < 0)
-		rc = mr_error_sys(MR_EIO, "renaming %s", tmp);
+	else if (rename(part, path) < 0)
+		rc = mr_error_sys(MR_EIO, "renaming %s", part);
+done:
+	lock_release(lock, fd);
 	mr_buf_free(&f.why);
-	if (rc) {
-		unlink(tmp);
+	if (rc)
 		free(path);
-	} else {
+	else
 		*path_out = path;
-	}
-	free(tmp);
+	free(part);
+	free(lock);
 	return rc;
 }
 
@@ -313,21 +675,28 @@ static double state_version(molt_runtime *rt, const char *keys)
 	return v;
 }
 
+/* Remembers `version`, under a lock and only if it is higher than what is
+ * remembered now: two fetches at once must never lower the memory. */
 static int state_save(molt_runtime *rt, const char *keys, double version)
 {
-	char *path = state_path(rt), *dir = NULL, *text = NULL;
+	char *path = state_path(rt), *dir = NULL, *text = NULL, *lock = NULL;
 	cJSON *j = cJSON_CreateObject();
-	int rc;
+	int rc, fd = -1;
 
-	if (!path || !j || !(dir = mr_fs_join(rt->cache, "state")) ||
+	if (path && asprintf(&lock, "%s.lock", path) < 0)
+		lock = NULL;
+	if (!path || !lock || !j || !(dir = mr_fs_join(rt->cache, "state")) ||
 	    !cJSON_AddStringToObject(j, "url", rt->base) ||
 	    !cJSON_AddNumberToObject(j, "version", version) ||
 	    !cJSON_AddStringToObject(j, "snapshot_keys", keys) || !(text = cJSON_Print(j)))
 		rc = mr_error_set(MR_ERROR, "out of memory");
-	else if (!(rc = mr_fs_mkdir_p(dir)))
+	else if (!(rc = mr_fs_mkdir_p(dir)) && !(rc = lock_take(lock, &fd)) &&
+		   state_version(rt, keys) < version)
 		rc = mr_fs_write_atomic(path, text, strlen(text), 0644);
+	lock_release(lock, fd);
 	cJSON_Delete(j);
 	free(text);
+	free(lock);
 	free(dir);
 	free(path);
 	return rc;
@@ -527,6 +896,7 @@ int molt__fetch(molt_runtime *rt, const char *name, const char *version,
 	int rc;
 
 	memset(out, 0, sizeof(*out));
+	dead_src = 0;
 	if ((rc = get_snapshot(rt, now, &s)))
 		goto done;
 	entry = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(s, "indexes"), name);

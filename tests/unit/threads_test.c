@@ -2,13 +2,10 @@
  * threads each open a runtime on the fixture's registry (scripts/fixture),
  * fetch and load hello and call greet 100 times, with a cache each and with
  * one cache for all; error messages stay on their own thread.
- *
- * One cache filled by several threads of one process at once (cold_cache)
- * runs only with MOLT_TEST_COLD_SHARED_CACHE=1: the cache's temporary file
- * names (mr_fs_write_atomic's "<path>.tmp.<pid>", the fetch's
- * "<blob>.part.<pid>") are per process, not per thread, so two threads
- * writing the same blob collide. Separate processes, and threads sharing a
- * cache another fetch filled first (one_cache), are safe. */
+ * The threads also fill one empty cache at once (cold_cache): temporary
+ * files are unique per writer (mkostemp) and a blob's download runs under a
+ * lock on <blob>.lock, which threads of one process contend for as
+ * separate processes do. */
 #define _GNU_SOURCE
 #include "molt/molt.h"
 
@@ -177,8 +174,7 @@ int main(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, separate_caches);
 	tcase_add_test(tc, one_cache);
-	if (getenv("MOLT_TEST_COLD_SHARED_CACHE") && !strcmp(getenv("MOLT_TEST_COLD_SHARED_CACHE"), "1"))
-		tcase_add_test(tc, cold_cache);
+	tcase_add_test(tc, cold_cache);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
