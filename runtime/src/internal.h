@@ -36,6 +36,12 @@ typedef struct {
 int molt__fetch(molt_runtime *rt, const char *name, const char *version,
 		const char *target, molt__fetched *out, char manifest_digest[72]);
 
+/* Loads a unit molt__fetch returned (load.c): checks target, ABI, schema
+ * digests and run-time depends, then dlopens a private copy. Takes
+ * f->manifest, frees f->artifact. */
+int molt__unit_load_fetched(molt_unit **out, molt_runtime *rt, molt__fetched *f,
+			    const char *manifest_digest);
+
 /* Reads a verified schema blob from the cache into a parsed type (the
  * schema's "type" member lives inside *doc; caller deletes *doc). */
 int molt__schema_get(molt_runtime *rt, const cJSON *manifest, const char *id,

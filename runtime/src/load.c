@@ -24,11 +24,6 @@
 
 #define MANIFEST_MAX (1u << 20)
 
-/* Loads a unit molt__fetch returned, for molt_unit_load and lock.c: takes
- * f->manifest, frees f->artifact. Its prototype belongs in internal.h. */
-int molt__unit_load_fetched(molt_unit **out, molt_runtime *rt, molt__fetched *f,
-			    const char *manifest_digest);
-
 struct molt_unit {
 	void *dl;
 	molt_runtime *rt;       /* the runtime it was loaded into (NULL: local, bundle) */

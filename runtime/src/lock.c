@@ -21,10 +21,6 @@
 #define SIG_MAX 4096u
 #define KEYS_MAX (MR_POLICY_MAX_SIGS * 17)
 
-/* Defined in load.c (its prototype belongs in internal.h). */
-int molt__unit_load_fetched(molt_unit **out, molt_runtime *rt, molt__fetched *f,
-			    const char *manifest_digest);
-
 typedef struct {
 	char *name, *version, *target, *manifest, *artifact, *keys;
 	uint64_t size;
