@@ -9,6 +9,7 @@ static const mr_opt opts[] = {
 	MOLT_COMMON_OPTS,
 	{ "target", 't', "TRIPLE", "target triple (default: this host's)" },
 	{ "bundle", 'b', "FILE", "verify a unit bundle (mrecipe pack) offline, without a registry" },
+	{ "locked", 0, NULL, "verify what a lockfile pins ([FILE], default molt.lock): every entry, or the NAME@VERSION given" },
 	{ NULL, 0, NULL, NULL },
 };
 
@@ -47,6 +48,8 @@ static int run(const mr_cmd *cmd, mr_args *args)
 
 	if (mr_args_get(cmd, args, "bundle"))
 		return verify_bundle(cmd, args, mr_args_get(cmd, args, "bundle"));
+	if (mr_args_get(cmd, args, "locked"))
+		return fetch_locked(cmd, args);
 	if (args->nrest != 1) {
 		mr_cli_error(PROG, "verify: expected one NAME@VERSION");
 		return 2;
@@ -65,5 +68,5 @@ static int run(const mr_cmd *cmd, mr_args *args)
 
 const mr_cmd molt_cmd_verify = {
 	"verify", "verify a unit's signature and digests against the trusted keys",
-	"[options] NAME@VERSION | --bundle FILE -k KEY", opts, run,
+	"[options] NAME@VERSION | --locked [FILE] [NAME@VERSION...] | --bundle FILE -k KEY", opts, run,
 };

@@ -32,4 +32,10 @@ int split_ref(const char *ref, char *name, size_t nlen, char *version, size_t vl
 int bundle_keys(const mr_cmd *cmd, const mr_args *args, const char **paths, size_t *n,
 		char **copy);
 
+/* molt fetch|verify --locked [FILE] [NAME@VERSION...]: fetches and verifies
+ * what the lockfile (default molt.lock) pins for --target (every target
+ * when none), all of it or the units named; the registry must agree with
+ * every locked digest. Returns the exit status. */
+int fetch_locked(const mr_cmd *cmd, mr_args *args);
+
 #endif

@@ -110,6 +110,10 @@ expect "r2 is a validly signed registry" 0 "hello@0.1.0 $host verified, manifest
 m fetch -r r2 --locked
 expect "fetch --locked: a republished unit is refused" 1 "hello@0.1.0 ($host): molt.lock pins manifest $mh, but the registry has $m2; refusing it"
 expect "... saying what to do" 1 "If the change is intended, run molt lock hello@0.1.0 again"
+m verify -r r2 --locked
+expect "verify --locked: a republished unit fails verification" 1 "molt.lock pins manifest $mh, but the registry has $m2"
+m verify -r "$reg" --locked molt.lock hello@0.1.0
+expect "verify --locked: the locked unit verifies" 0 "hello@0.1.0 $host verified, manifest $mh (locked)"
 m call -r r2 --lock molt.lock hello@0.1.0 greet '{"name":"X"}'
 expect "call --lock: a republished unit is not loaded" 1 "molt.lock pins manifest $mh, but the registry has $m2"
 sed "s/$ah/sha256:$(printf '%064d' 7)/" molt.lock > art.lock
