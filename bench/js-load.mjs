@@ -14,10 +14,16 @@
 // plus the time from navigation start to the unit ready, and per-call overhead
 // of a tiny call (hello greet) in a Worker vs on the page thread (batches of 200
 // sequential calls; the per-call time of each batch is one sample).
+// Then, for where the time goes: the unit Worker's boot alone (new Worker(molt.js)
+// until its first reply, in a fresh page), and the time of one small registry
+// file over fetch() in Chromium (sequential, and a round of two in parallel as
+// loadUnit does) from `molt serve`, python3 -m http.server and nginx (when
+// /usr/sbin/nginx exists) serving the same folder, interleaved run by run.
 // Prints markdown tables: median, P95, ratio to the baseline row, bytes fetched.
 
 import { spawn } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -134,6 +140,60 @@ const calls = await page.evaluate(async ([name, runs]) => {
   return out;
 }, [UNIT, RUNS]);
 await ctx.close();
+
+// The Worker's boot alone, in a fresh page that has loaded molt.js already.
+const boot = [];
+for (let i = 0; i < RUNS; i++) {
+  const c = await browser.newContext();
+  const { page: p } = await openPage(c);
+  boot.push(await p.evaluate(async () => {
+    const t = performance.now();
+    const w = new Worker(new URL('../molt.js', location.href), { type: 'module', name: 'molt-unit' });
+    await new Promise((res) => { w.onmessage = res; w.postMessage({ op: 'stats', id: 1 }); }); // answered (with an error) once booted
+    w.terminate();
+    return performance.now() - t;
+  }));
+  await c.close();
+}
+
+// One small file over fetch(), per server, the servers interleaved.
+const freePort = () => new Promise((res, rej) => { const s = createServer(); s.on('error', rej); s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => res(port)); }); });
+const waitUp = async (base) => {
+  for (let i = 0; i < 100; i++) { try { if ((await fetch(`${base}registry/snapshot.json`)).ok) return true; } catch { /* not yet */ } await new Promise((r) => setTimeout(r, 50)); }
+  return false;
+};
+const others = [];
+{
+  const port = await freePort();
+  const py = spawn('python3', ['-m', 'http.server', '--bind', '127.0.0.1', '--directory', site, String(port)], { stdio: 'ignore' });
+  if (await waitUp(`http://127.0.0.1:${port}/`)) others.push({ label: 'python3 -m http.server', base: `http://127.0.0.1:${port}/`, child: py }); else py.kill();
+}
+if (existsSync('/usr/sbin/nginx')) {
+  const port = await freePort(), ng = join(scratch, 'nginx');
+  mkdirSync(join(ng, 'logs'), { recursive: true });
+  writeFileSync(join(ng, 'nginx.conf'), `${process.getuid?.() === 0 ? 'user root;\n' : ''}daemon off;\nworker_processes 1;\npid ${ng}/nginx.pid;\nerror_log ${ng}/logs/error.log;\nevents { worker_connections 64; }\nhttp {\n  access_log off;\n  client_body_temp_path ${ng}/body; proxy_temp_path ${ng}/proxy; fastcgi_temp_path ${ng}/fastcgi; uwsgi_temp_path ${ng}/uwsgi; scgi_temp_path ${ng}/scgi;\n  types { application/json json; text/javascript js; text/html html; }\n  default_type application/octet-stream;\n  server { listen 127.0.0.1:${port}; root ${site}; }\n}\n`);
+  const n = spawn('/usr/sbin/nginx', ['-p', ng, '-e', join(ng, 'logs/error.log'), '-c', join(ng, 'nginx.conf')], { stdio: 'ignore' });
+  if (await waitUp(`http://127.0.0.1:${port}/`)) others.push({ label: 'nginx', base: `http://127.0.0.1:${port}/`, child: n }); else n.kill();
+}
+const servers = [{ label: 'molt serve', base }, ...others].map((s) => ({ ...s, seq: [], par: [] }));
+for (let i = 0; i < RUNS; i++) for (const s of (i % 2 ? [...servers].reverse() : servers)) {
+  const c = await browser.newContext();
+  const p = await c.newPage();
+  await p.goto(`${s.base}registry/snapshot.json`);
+  const r = await p.evaluate(async () => {
+    const get = async (f) => { const res = await fetch(f, { cache: 'no-store' }); await res.arrayBuffer(); };
+    const seq = [], par = [];
+    for (let k = 0; k < 10; k++) {
+      let t = performance.now(); await get('snapshot.json'); seq.push(performance.now() - t);
+      t = performance.now(); await Promise.all([get('snapshot.json'), get('snapshot.json.minisig')]); par.push(performance.now() - t);
+    }
+    return { seq, par };
+  });
+  s.seq.push(...r.seq);
+  s.par.push(...r.par);
+  await c.close();
+}
+for (const s of others) s.child.kill();
 await browser.close();
 child.kill();
 rmSync(scratch, { recursive: true, force: true });
@@ -155,3 +215,8 @@ console.log('|---|---|---|---|');
 const t0 = med(calls.thread);
 for (const [k, label] of [['thread', 'page thread (worker: false)'], ['worker', 'Worker (default)']])
   console.log(`| ${label} | ${f2(med(calls[k]))} | ${f2(pct(calls[k], 95))} | ${(med(calls[k]) / t0).toFixed(2)} |`);
+console.log(`\nThe unit Worker's boot alone (new Worker(molt.js) until its first reply, fresh page): ${f2(med(boot))} / ${f2(pct(boot, 95))} ms (median / P95).\n`);
+console.log('| one small registry file over fetch() in Chromium | sequential, median / P95 ms | ratio | two in parallel (a loadUnit round), median / P95 ms | ratio |');
+console.log('|---|---|---|---|---|');
+for (const s of servers)
+  console.log(`| ${s.label} | ${f2(med(s.seq))} / ${f2(pct(s.seq, 95))} | ${(med(s.seq) / med(servers[0].seq)).toFixed(2)} | ${f2(med(s.par))} / ${f2(pct(s.par, 95))} | ${(med(s.par) / med(servers[0].par)).toFixed(2)} |`);

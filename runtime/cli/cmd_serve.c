@@ -5,15 +5,14 @@
 #include "common.h"
 
 #include "mr/buf.h"
-#include "mr/digest.h"
 #include "mr/error.h"
-#include "mr/fs.h"
 #include "mr/json.h"
-#include "mr/registry.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -41,13 +40,13 @@
 #define MAX_CONNECTIONS 256
 #define IDLE_TIMEOUT_S 60
 #define IMMUTABLE "public, max-age=31536000, immutable"
+#define SMALL_BODY ((uint64_t)64 << 10) /* bodies up to this size are sent from memory */
 
 #define RUN_PREFIX "/run"
 #define ENVELOPE_TYPE "application/x-molt-envelope"
 #define MAX_RUN_UNITS 16
 #define DEFAULT_MAX_BODY ((size_t)64 << 20)
 #define DEFAULT_TIMEOUT_MS 10000
-#define MANIFEST_MAX ((size_t)1 << 20)
 #define PEER_CHECK_US 20000 /* how often a running request's socket is checked */
 #define MSG_CAP 1024
 
@@ -497,13 +496,54 @@ static const char *lookup(const request *rq, const char *name)
 	return MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, name);
 }
 
+/* A small body is read into memory and answered from there: MHD then sends
+ * the headers and the body in one write (one TCP segment for a registry's
+ * metadata) instead of a write for the headers and a sendfile for the body.
+ * Takes and closes `fd`. 0 (with *out NULL when out of memory), or an error
+ * status. */
+static unsigned read_small(int fd, uint64_t off, uint64_t len, struct MHD_Response **out)
+{
+	char *buf = malloc(len ? (size_t)len : 1);
+	size_t got = 0;
+	ssize_t n;
+	unsigned status = 0;
+
+	*out = NULL;
+	if (!buf) {
+		close(fd);
+		return 0;
+	}
+	while (got < len) {
+		n = pread(fd, buf + got, (size_t)len - got, (off_t)(off + got));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			/* An error, or the file shrank since fstat: never send a
+			 * body shorter than its Content-Length. */
+			status = n < 0 ? errno_status(errno) : MHD_HTTP_INTERNAL_SERVER_ERROR;
+			if (status == MHD_HTTP_NOT_FOUND)
+				status = MHD_HTTP_INTERNAL_SERVER_ERROR;
+			break;
+		}
+		got += (size_t)n;
+	}
+	close(fd);
+	if (status) {
+		free(buf);
+		return status;
+	}
+	if (!(*out = MHD_create_response_from_buffer((size_t)len, buf, MHD_RESPMEM_MUST_FREE)))
+		free(buf);
+	return 0;
+}
+
 /* Sends the file, or the one range asked for; takes t->fd. */
 static enum MHD_Result reply_file(const request *rq, target *t)
 {
 	uint64_t size = (uint64_t)t->st.st_size, off = 0, len = size;
 	const char *range = rq->head ? NULL : lookup(rq, MHD_HTTP_HEADER_RANGE);
 	const char *if_range = lookup(rq, MHD_HTTP_HEADER_IF_RANGE);
-	unsigned status = MHD_HTTP_OK;
+	unsigned status = MHD_HTTP_OK, status_err;
 	struct MHD_Response *r;
 	char cr[96];
 
@@ -525,10 +565,15 @@ static enum MHD_Result reply_file(const request *rq, target *t)
 		off = 0;
 		len = size;
 	}
-	if (!(r = MHD_create_response_from_fd_at_offset64(len, t->fd, off))) {
+	if (len <= SMALL_BODY) {
+		if ((status_err = read_small(t->fd, off, len, &r)))
+			return reply_error(rq, status_err);
+	} else if (!(r = MHD_create_response_from_fd_at_offset64(len, t->fd, off))) {
 		close(t->fd);
 		return MHD_NO;
 	}
+	if (!r)
+		return MHD_NO;
 	if (cache_headers(r, t) ||
 	    header(r, MHD_HTTP_HEADER_CONTENT_TYPE, mime_type(t->name)) ||
 	    (status == MHD_HTTP_PARTIAL_CONTENT &&
@@ -1344,6 +1389,9 @@ static int listen_on(const char *addr, unsigned port, int *fd_out)
 	/* Lets a restart bind while old connections sit in TIME_WAIT; a live
 	 * listener still makes bind fail with EADDRINUSE. */
 	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	/* Accepted sockets inherit it: a response's last small segment never
+	 * waits for the ACK of the one before (Nagle against delayed ACK). */
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 ||
 	    listen(fd, SOMAXCONN) < 0) {
 		rc = bind_error(addr, port);
@@ -1445,50 +1493,25 @@ static int run_refs(const mr_cmd *cmd, const mr_args *args, const char **refs, s
 	return 0;
 }
 
-static char *default_cache(void)
+/* Takes the functions and target of the loaded unit's signed manifest
+ * (kept by libmolt, verified before the unit was loaded). */
+static int read_functions(served_unit *u)
 {
-	const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+	const char *text = molt_unit_manifest_json(u->unit);
+	cJSON *m = text ? cJSON_Parse(text) : NULL;
+	int rc = 0;
 
-	/* As molt_runtime_open picks it. */
-	if (xdg && *xdg)
-		return mr_fs_join(xdg, "molt");
-	return mr_fs_join(home && *home ? home : "/tmp", ".cache/molt");
-}
-
-/* Reads the functions of the manifest `digest` from the cache, where
- * molt_unit_load left it once verified; the bytes are hashed again here. */
-static int read_functions(served_unit *u, const char *cache)
-{
-	mr_buf b = MR_BUF_INIT;
-	char *path = mr_blob_path(cache, u->digest), got[MR_DIGEST_STR_LEN + 1];
-	cJSON *m = NULL;
-	int rc;
-
-	if (!path)
-		return mr_error_set(MR_ERROR, "out of memory");
-	if ((rc = mr_fs_read(&b, path, MANIFEST_MAX)))
-		goto done;
-	mr_digest_buf(got, b.data, b.len);
-	if (strcmp(got, u->digest)) {
-		rc = mr_error_set(MR_EVERIFY,
-				  "%s: the cached manifest of %s hashes to %s, not %s; delete it "
-				  "and start again",
-				  path, u->ref, got, u->digest);
-		goto done;
-	}
-	if (!(m = cJSON_ParseWithLength((const char *)b.data, b.len)) ||
-	    !cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(m, "functions"))) {
-		rc = mr_error_set(MR_EVERIFY, "%s: the manifest of %s lists no functions", path,
+	snprintf(u->digest, sizeof(u->digest), "%s", molt_unit_manifest_digest(u->unit));
+	if (!m || !cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(m, "functions"))) {
+		rc = mr_error_set(MR_EVERIFY, "the manifest %s of %s lists no functions", u->digest,
 				  u->ref);
 		goto done;
 	}
 	snprintf(u->target, sizeof(u->target), "%s",
-		 mr_json_str(m, "target") ? mr_json_str(m, "target") : molt_host_triple());
+		 molt_unit_target(u->unit) ? molt_unit_target(u->unit) : molt_host_triple());
 	u->functions = cJSON_DetachItemFromObjectCaseSensitive(m, "functions");
 done:
 	cJSON_Delete(m);
-	mr_buf_free(&b);
-	free(path);
 	return rc;
 }
 
@@ -1553,8 +1576,8 @@ static int load_units(server *s, const mr_cmd *cmd, const mr_args *args, molt_ru
 		      uint32_t step_budget)
 {
 	molt_unit_options o = MOLT_UNIT_OPTIONS_INIT;
-	const char *refs[MAX_RUN_UNITS], *cache = mr_args_get(cmd, args, "cache");
-	char *cache_copy = NULL, *ref_copy = NULL;
+	const char *refs[MAX_RUN_UNITS];
+	char *ref_copy = NULL;
 	size_t i, n;
 	int rc;
 
@@ -1586,18 +1609,13 @@ static int load_units(server *s, const mr_cmd *cmd, const mr_args *args, molt_ru
 	}
 	if ((rc = open_runtime(rt, cmd, args, 1)))
 		goto done;
-	if (!cache && !(cache = cache_copy = default_cache())) {
-		rc = 3;
-		goto done;
-	}
 	o.step_budget = step_budget;
 	o.timeout_ms = s->timeout_ms;
 	o.max_output = s->max_output;
 	for (i = 0; i < n; i++) {
 		served_unit *u = &s->units[i];
 		if ((rc = molt_unit_load(&u->unit, *rt, u->name, u->version)) ||
-		    (rc = molt_fetch(*rt, u->name, u->version, NULL, u->digest)) ||
-		    (rc = molt_unit_set_options(u->unit, &o)) || (rc = read_functions(u, cache))) {
+		    (rc = molt_unit_set_options(u->unit, &o)) || (rc = read_functions(u))) {
 			mr_error_wrap(rc, "--run %s", u->ref);
 			rc = mr_cli_fail(PROG, rc);
 			goto done;
@@ -1605,7 +1623,6 @@ static int load_units(server *s, const mr_cmd *cmd, const mr_args *args, molt_ru
 	}
 	rc = make_listing(s) ? mr_cli_fail(PROG, MR_ERROR) : 0;
 done:
-	free(cache_copy);
 	free(ref_copy);
 	return rc;
 }

@@ -865,9 +865,13 @@ export function memoryCache() {
  * @param {string} [name] the cache's name
  */
 export function cacheStorageCache(name = CACHE_NAME) {
-  const open = () => globalThis.caches.open(name);
+  let early = null;
+  const open = () => { const c = early; early = null; return c ?? globalThis.caches.open(name); };
   return {
     kind: 'cache-storage',
+    // Opening the cache costs a few ms in a fresh page: loadUnit starts it
+    // with the first fetches, so the artifact's lookup does not wait for it.
+    prepare() { early ??= globalThis.caches.open(name); early.catch(() => {}); },
     async get(d) {
       const r = await (await open()).match(cacheKey(d));
       return r ? new Uint8Array(await r.arrayBuffer()) : undefined;
@@ -1129,13 +1133,18 @@ async function startUnit(bytes, { module, engine, name, version, target, manifes
   return { module, unit: new Unit({ name, version, target, manifest, manifestDigest, signedBy, functions, run, metrics: m, engine, worker: engine instanceof WorkerEngine }) };
 }
 
-// The Worker for a load, started before anything is fetched (so its script
+// The Worker for instantiateLocal, started before the checks (so its script
 // loads meanwhile), or null to run on this thread.
 function earlyWorker(worker, workerUrl) {
+  return useWorker(worker) ? new WorkerEngine(workerUrl ?? import.meta.url) : null;
+}
+
+// Whether a load runs its unit in a Worker (checks the option).
+function useWorker(worker) {
   want(worker === undefined || typeof worker === 'boolean', 'OPTIONS_INVALID', `worker must be true or false, found ${JSON.stringify(worker)}`);
-  if (!(worker ?? workerByDefault())) return null;
+  if (!(worker ?? workerByDefault())) return false;
   want(typeof Worker === 'function', 'OPTIONS_INVALID', 'worker: true, but this runtime has no Worker (Node runs units on the calling thread); pass worker: false');
-  return new WorkerEngine(workerUrl ?? import.meta.url);
+  return true;
 }
 
 /**
@@ -1158,16 +1167,20 @@ function earlyWorker(worker, workerUrl) {
  * @param {boolean} [req.worker] run the unit in its own dedicated module Worker (default: true in
  *   browser pages, false in Node and inside workers)
  * @param {string|URL} [req.workerUrl] the Worker's module script (default: this file, molt.js)
- * @param {false|object} [req.cache] false: no cache; or a byte cache {get, put, delete?} by digest
+ * @param {false|object} [req.cache] false: no cache; or a byte cache {get, put, delete?, prepare?} by digest (prepare(), when given, is called as the first files are requested, e.g. to open the store)
  *   (default: the registry's, else Cache Storage, IndexedDB or memory, whichever the runtime has).
  *   Compiled modules are also kept in memory by digest unless cache is false.
  * @param {string} [req.cacheDir] (Node) keep verified bytes in this directory
  * @returns {Promise<Unit>}
  */
 export async function loadUnit(registry, req) {
-  const engine = earlyWorker(req?.worker, req?.workerUrl);
+  // The Worker is started by load() right after the first files are
+  // requested, so its script loads while they come; options checked now.
+  const worker = useWorker(req?.worker);
+  let engine = null;
+  const startEngine = () => (engine ??= worker ? new WorkerEngine(req?.workerUrl ?? import.meta.url) : null);
   try {
-    return await load(registry, req, engine);
+    return await load(registry, req, startEngine, worker);
   } catch (e) {
     engine?.close('the load failed');
     throw e;
@@ -1175,13 +1188,13 @@ export async function loadUnit(registry, req) {
 }
 
 async function load(registry, { name, version, target = 'wasm32-wasi', onProgress, stepBudget, timeoutMs, maxOutput, maxMemory, limits = {}, allowYanked = false,
-  cache = registry.cache, cacheDir = registry.cacheDir }, engine) {
+  cache = registry.cache, cacheDir = registry.cacheDir }, startEngine, worker) {
   const run = runOptions({ stepBudget, timeoutMs, maxOutput, maxMemory });
   const store = bytesCache(cache, cacheDir);
   const lim = { ...LIMITS, ...limits };
   const t0 = now();
   const startedAt = Date.now(); // expiry is judged against one time fixed at the start
-  const m = { bytesFetched: 0, fetchMs: 0, verifyMs: 0, compileMs: 0, initMs: 0, totalMs: 0, artifactBytes: 0, cached: false, cacheRefused: null, worker: !!engine };
+  const m = { bytesFetched: 0, fetchMs: 0, verifyMs: 0, compileMs: 0, initMs: 0, totalMs: 0, artifactBytes: 0, cached: false, cacheRefused: null, worker };
   const unitName = `${name}@${version} (${target})`;
   const progress = (p) => onProgress?.(p);
 
@@ -1231,7 +1244,7 @@ async function load(registry, { name, version, target = 'wasm32-wasi', onProgres
   const snapKeys = registry.policy.keys.filter((k) => k.snapshot).map((k) => k.keyIdHex).sort().join(',');
   // A change of snapshot keys (rotation after a compromise) resets the memory, as TUF does.
   const seen = Math.max(registry.snapshotVersion, seenRec?.snapshotKeys === snapKeys ? seenRec.version : 0);
-  const { snap, snapshot } = await anySource(async (src) => {
+  const snapP = anySource(async (src) => {
     const [snap, snapSig] = await Promise.all([
       getFrom(src, 'snapshot.json', 'snapshot', 'snapshot.json', { maxSize: lim.snapshot }),
       getFrom(src, 'snapshot.json.minisig', 'snapshot', 'snapshot signature', { maxSize: lim.signature })]);
@@ -1254,6 +1267,10 @@ async function load(registry, { name, version, target = 'wasm32-wasi', onProgres
     want(expires > startedAt, 'EXPIRED', `${snap.url}: snapshot version ${snapshot.version} expired at ${snapshot.expires} (now ${new Date(startedAt).toISOString()}): stale metadata (freeze attack or an unmaintained mirror). Ask the publisher to re-sign the snapshot, or check this machine's clock.`, { expires: snapshot.expires });
     return { snap, snapshot };
   });
+  // The first files are requested: now the Worker boots and the cache opens meanwhile.
+  startEngine();
+  try { store?.prepare?.(); } catch { /* an unusable cache is a miss, found out at the lookup */ }
+  const { snap, snapshot } = await snapP;
   registry.snapshotVersion = snapshot.version;
   if (snapshot.version > seen || seenRec?.snapshotKeys !== snapKeys)
     await registry.store.set(registry.url, { version: snapshot.version, snapshotKeys: snapKeys });
@@ -1263,6 +1280,7 @@ async function load(registry, { name, version, target = 'wasm32-wasi', onProgres
 
   // 2. index/<name>.json: size and digest from the snapshot.
   progress({ stage: 'index' });
+  // Not requested before: only files that verified metadata names are fetched.
   const ix = await get(`index/${encodeURIComponent(name)}.json`, 'index', `index of ${name}`, { expectedSize: entry.size },
     (r) => checkDigest(r.bytes, entry.digest, `index of ${name}`, r.url, `snapshot version ${snapshot.version}`));
   const index = parseJson(ix.bytes, ix.url);
@@ -1310,7 +1328,15 @@ async function load(registry, { name, version, target = 'wasm32-wasi', onProgres
   // compiled from it before (memory), else its bytes from the cache, hashed
   // again, else downloaded (size cap while downloading, then digest).
   const artPath = blobPath(art.digest, `${mf.url}: artifact`);
+  // Resolves once the artifact's request is out (or none is needed): the
+  // schemas are requested after it, so on HTTP/1.1 (six connections per host)
+  // the largest file is not queued behind a unit's many small schemas.
+  let artifactAsked;
+  const asked = new Promise((res) => { artifactAsked = res; });
   const obtainArtifact = async () => {
+    try { return await obtainArtifactBytes(); } finally { artifactAsked(); }
+  };
+  const obtainArtifactBytes = async () => {
     let bytes = null, module = store ? modules.get(art.digest) : undefined, stored = null;
     const fromCache = (how) => {
       m.cached = how;
@@ -1322,6 +1348,7 @@ async function load(registry, { name, version, target = 'wasm32-wasi', onProgres
       let b;
       try { b = await store.get(art.digest); } catch { b = undefined; } // an unreadable cache is a miss
       if (b) {
+        artifactAsked(); // nothing to request unless these bytes are refused below
         b = asBytes(b);
         const found = await timed(async () => b.byteLength === art.size ? sha256(b) : `${b.byteLength} bytes`);
         if (found === art.digest) { bytes = b; fromCache('bytes'); } else {
@@ -1332,8 +1359,10 @@ async function load(registry, { name, version, target = 'wasm32-wasi', onProgres
       }
     }
     if (!module && !bytes) {
-      const af = await get(artPath, 'artifact', `artifact of ${unitName}`, { expectedSize: art.size },
+      const afP = get(artPath, 'artifact', `artifact of ${unitName}`, { expectedSize: art.size },
         (r) => checkDigest(r.bytes, art.digest, `artifact of ${unitName}`, r.url, `the signed manifest ${te.manifest}`));
+      artifactAsked(); // get() has called fetch by now
+      const af = await afP;
       bytes = af.bytes;
       m.artifactBytes = bytes.byteLength;
       // Stored while the module compiles; a full or unavailable cache is no error.
@@ -1347,6 +1376,7 @@ async function load(registry, { name, version, target = 'wasm32-wasi', onProgres
   progress({ stage: 'schemas' });
   const artifactP = obtainArtifact();
   artifactP.catch(() => {}); // awaited below, after the schemas
+  await asked;
   // Fetched together, checked one by one in manifest order.
   const fetched = await Promise.all(manifest.schemas.map((s) =>
     get(blobPath(s?.digest, `${mf.url}: schema ${schemaKey(s?.id, s?.version)}`), 'schemas', `schema ${schemaKey(s?.id, s?.version)}`, { maxSize: lim.schema },
@@ -1361,7 +1391,7 @@ async function load(registry, { name, version, target = 'wasm32-wasi', onProgres
 
   const { bytes, module, stored } = await artifactP;
 
-  const started = await startUnit(bytes, { module, engine, name, version, target, manifest, manifestDigest: te.manifest, signedBy: mfSig.keyIdHex,
+  const started = await startUnit(bytes, { module, engine: startEngine(), name, version, target, manifest, manifestDigest: te.manifest, signedBy: mfSig.keyIdHex,
     functions, run, metrics: m, progress, unitName });
   if (store) modules.set(art.digest, started.module);
   await stored;
@@ -1709,8 +1739,8 @@ function serveWorker(scope) {
 if (IN_UNIT_WORKER) serveWorker(globalThis);
 
 // The calling side of a unit in a Worker: the Engine's interface over
-// postMessage. The Worker starts when loadUnit starts, so its script loads
-// while the unit's files are fetched and checked.
+// postMessage. loadUnit starts the Worker as soon as it has requested its
+// first files, so the Worker boots while the unit's files are fetched and checked.
 class WorkerEngine {
   #w; #url; #seq = 0; #pending = new Map(); #instances = 0; #dead = null;
 

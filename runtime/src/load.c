@@ -32,6 +32,7 @@ struct molt_unit {
 	int fd;                 /* the private copy dlopen mapped, or -1 */
 	molt_unit_options opts; /* limits for the next jobs */
 	cJSON *manifest;
+	char *manifest_json; /* `manifest` as compact JSON text, for molt_unit_manifest_json */
 	cJSON **schemas; /* parsed documents, in the order of the manifest's "schemas" */
 	size_t nschemas;
 	uint32_t (*abi_version)(void);
@@ -50,13 +51,16 @@ static int unit_new(molt_unit **out, cJSON *manifest)
 	molt_unit *u = calloc(1, sizeof(*u));
 	size_t n = (size_t)cJSON_GetArraySize(s);
 
-	if (u && (u->schemas = calloc(n ? n : 1, sizeof(*u->schemas)))) {
+	if (u && (u->schemas = calloc(n ? n : 1, sizeof(*u->schemas))) &&
+	    (u->manifest_json = cJSON_PrintUnformatted(manifest))) {
 		u->fd = -1;
 		u->manifest = manifest;
 		u->nschemas = n;
 		*out = u;
 		return 0;
 	}
+	if (u)
+		free(u->schemas);
 	free(u);
 	cJSON_Delete(manifest);
 	return mr_error_set(MR_ERROR, "out of memory");
@@ -437,6 +441,11 @@ const char *molt_unit_manifest_digest(const molt_unit *u)
 	return u->digest;
 }
 
+const char *molt_unit_manifest_json(const molt_unit *u)
+{
+	return u->manifest_json;
+}
+
 /* The local files' checks (molt.h): artifact size and digest, then every
  * schema file's canonical digest, each against the manifest. */
 static int check_local(molt_unit *u, const char *artifact, const char *manifest_path,
@@ -548,6 +557,7 @@ void molt_unit_free(molt_unit *u)
 		cJSON_Delete(u->schemas[i]);
 	free(u->schemas);
 	cJSON_Delete(u->manifest);
+	free(u->manifest_json);
 	free(u);
 }
 

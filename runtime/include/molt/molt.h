@@ -388,6 +388,18 @@ MOLT_API int molt_bundle_verify(molt_bundle_info *out, const char *bundle,
 MOLT_API int molt_unit_load_bundle(molt_unit **out, const char *bundle,
 				   const char *const *trusted_keys, size_t nkeys);
 
+/* ---- A loaded unit's manifest ---------------------------------------------- */
+
+/* The loaded unit's manifest as compact JSON text (one line, NUL-terminated):
+ * every member and value of the signed manifest that was verified before the
+ * unit was loaded (for molt_unit_load_local and bundles, of the manifest
+ * file), re-serialized once at load time, so member order is kept but
+ * whitespace is not: its bytes are not the signed bytes, whose digest
+ * molt_unit_manifest_digest gives. Lists the unit's "functions" (name, id,
+ * input and output schemas), "schemas", "artifact" and "depends" without
+ * reading the cache again. Owned by the unit; valid until molt_unit_free. */
+MOLT_API const char *molt_unit_manifest_json(const molt_unit *u);
+
 #ifdef __cplusplus
 }
 #endif
