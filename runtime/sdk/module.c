@@ -47,6 +47,14 @@ struct molt_task {
 	msgpack_packer pk;          /* writes to out through out_write */
 };
 
+/* A slot of the handle table: id 0 when free. */
+struct handle {
+	uint32_t id;            /* (generation << 8) | slot; 0: free */
+	int64_t pending;        /* the task that made it, until that task is done */
+	void *obj;
+	void (*release)(void *);
+};
+
 static struct {
 	int initialised;
 	uint32_t budget;
@@ -54,6 +62,8 @@ static struct {
 	struct molt_task tasks[MOLT_MAX_TASKS];
 	msgpack_sbuffer out; /* the last envelope handed to the host */
 	size_t out_at;       /* where in `out` that envelope starts */
+	struct handle handles[MOLT_MAX_HANDLES];
+	uint32_t generation[MOLT_MAX_HANDLES]; /* the last generation of each slot */
 } unit;
 
 
@@ -433,6 +443,109 @@ done:
 	return rc;
 }
 
+#define HANDLE_SLOTS_BITS 8
+#define HANDLE_GEN_MAX 0xffffffu
+
+uint32_t molt_handle_new(molt_task *t, void *obj, void (*release)(void *obj))
+{
+	struct handle *h = NULL;
+	uint32_t i, best = 0;
+
+	/* The free slot whose generation is lowest: ids stay unused longest. */
+	for (i = 0; i < MOLT_MAX_HANDLES; i++)
+		if (!unit.handles[i].id && unit.generation[i] < HANDLE_GEN_MAX &&
+		    (!h || unit.generation[i] < unit.generation[best])) {
+			h = &unit.handles[i];
+			best = i;
+		}
+	if (!h) {
+		if (release)
+			release(obj);
+		molt_fail(t, MOLT_CAPABILITY_DENIED, NULL,
+			  "%s: all %u handles are open; drop some first", t->fn->name,
+			  (unsigned)MOLT_MAX_HANDLES);
+		return 0;
+	}
+	h->id = ++unit.generation[best] << HANDLE_SLOTS_BITS | best;
+	h->pending = t->id;
+	h->obj = obj;
+	h->release = release;
+	return h->id;
+}
+
+static struct handle *find_handle(const molt_task *t, uint32_t id)
+{
+	struct handle *h = &unit.handles[id & (MOLT_MAX_HANDLES - 1)];
+
+	if (!id || h->id != id || (h->pending && h->pending != t->id))
+		return NULL;
+	return h;
+}
+
+void *molt_handle_get(molt_task *t, uint32_t id, const char *path)
+{
+	struct handle *h = find_handle(t, id);
+
+	if (!h) {
+		molt_fail(t, MOLT_INVALID_INPUT, path,
+			  "handle %u is not open (dropped, or never made by this instance)",
+			  (unsigned)id);
+		return NULL;
+	}
+	return h->obj;
+}
+
+static void release_handle(struct handle *h)
+{
+	void *obj = h->obj;
+	void (*release)(void *) = h->release;
+
+	h->id = 0;
+	h->pending = 0;
+	h->obj = NULL;
+	h->release = NULL;
+	if (release)
+		release(obj);
+}
+
+int molt_handle_drop(molt_task *t, uint32_t id, const char *path)
+{
+	struct handle *h = find_handle(t, id);
+
+	if (!h)
+		return molt_fail(t, MOLT_INVALID_INPUT, path,
+				 "handle %u is not open (dropped, or never made by this instance)",
+				 (unsigned)id);
+	release_handle(h);
+	return 0;
+}
+
+uint32_t molt_handle_count(void)
+{
+	uint32_t i, n = 0;
+
+	for (i = 0; i < MOLT_MAX_HANDLES; i++)
+		n += unit.handles[i].id != 0;
+	return n;
+}
+
+/* Ends the handles task `t` made: kept when it finished with a result,
+ * released otherwise. */
+static void settle_handles(const molt_task *t, int done)
+{
+	uint32_t i;
+
+	for (i = 0; i < MOLT_MAX_HANDLES; i++) {
+		struct handle *h = &unit.handles[i];
+		if (h->id && h->pending == t->id) {
+			if (done)
+				h->pending = 0;
+			else
+				release_handle(h);
+		}
+	}
+}
+
 static molt_task *find_task(int64_t id)
 {
 	int i;
@@ -677,6 +790,7 @@ int32_t molt_poll(int64_t task, const void **out, uint32_t *out_len)
 		return 0;
 	if (rc != MOLT_DONE)
 		pack_error(t);
+	settle_handles(t, rc == MOLT_DONE);
 	end_task(t);
 	*out = unit.out.data + unit.out_at;
 	*out_len = (uint32_t)(unit.out.size - unit.out_at);
@@ -702,6 +816,9 @@ __attribute__((destructor)) static void unload(void)
 	for (i = 0; i < MOLT_MAX_TASKS; i++)
 		if (unit.tasks[i].id)
 			end_task(&unit.tasks[i]);
+	for (i = 0; i < MOLT_MAX_HANDLES; i++)
+		if (unit.handles[i].id)
+			release_handle(&unit.handles[i]);
 	if (unit.initialised)
 		msgpack_sbuffer_destroy(&unit.out);
 	unit.initialised = 0;

@@ -143,6 +143,43 @@ int molt_get_str(molt_task *t, const msgpack_object *map, const char *key,
 int molt_get_int(molt_task *t, const msgpack_object *map, const char *key,
 		 int64_t *v);
 
+/* ---- handles: unit-scoped objects made and dropped by explicit calls ----
+ *
+ * The only state that outlives a task (docs/abi.md, "State"). A function
+ * makes an object, registers it with molt_handle_new and returns the id; a
+ * later call finds it with molt_handle_get and another drops it with
+ * molt_handle_drop. The table is bounded (MOLT_MAX_HANDLES) and ids carry a
+ * generation, so a dropped id is refused for a long time (2^24 reuses of
+ * its slot) instead of finding whatever took the slot.
+ *
+ * A handle made by a task is pending until that task finishes with a
+ * result: other tasks can't see it, and if the task fails or is cancelled
+ * the SDK releases it, so a half-made dataset is never left behind. */
+
+/* Open handles a unit holds at once; molt_handle_new refuses more. */
+#define MOLT_MAX_HANDLES 256
+
+/* Registers `obj` (owned by the handle from now on; `release(obj)` frees it
+ * when the handle is dropped, when the task that made it fails or is
+ * cancelled, or when a native unit is unloaded) and returns its id, > 0.
+ * Returns 0 with the task failed (CapabilityDenied, naming the limit) when
+ * the table is full; `obj` is then released too. */
+uint32_t molt_handle_new(molt_task *t, void *obj, void (*release)(void *obj));
+
+/* The object of handle `id`, or NULL with the task failed (InvalidInput at
+ * `path`, naming the id) when no such handle is open: never made, dropped,
+ * or still pending in another task. The pointer stays valid until the
+ * handle is dropped: a step that keeps it across polls must hold its own
+ * reference (objects may be reference-counted by their owner). */
+void *molt_handle_get(molt_task *t, uint32_t id, const char *path);
+
+/* Drops handle `id` (releasing its object); fails the task as
+ * molt_handle_get does. */
+int molt_handle_drop(molt_task *t, uint32_t id, const char *path);
+
+/* How many handles are open (pending ones included). */
+uint32_t molt_handle_count(void);
+
 /* Packs a NUL-terminated string. */
 int molt_pack_str(msgpack_packer *pk, const char *s);
 
