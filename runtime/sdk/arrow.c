@@ -635,9 +635,26 @@ static int read_message(molt_arrow_reader *r, where *w, msg *m)
 	return 0;
 }
 
-/* The supported type of a Field table, or an error naming the found one. */
-static int field_type(where *w, const fb *b, const fbt *field, molt_arrow_type *out)
+#define WIDE_TYPES "int32, int64, float64, bool or utf8"
+#define NARROW_TYPES "int8, int16, int32, int64, float32, float64, bool or utf8"
+
+/* Bytes a value of a fixed-width type takes (utf8: an offset). */
+static size_t type_width(molt_arrow_type t)
 {
+	switch (t) {
+	case MOLT_ARROW_INT8: return 1;
+	case MOLT_ARROW_INT16: return 2;
+	case MOLT_ARROW_INT64:
+	case MOLT_ARROW_FLOAT64: return 8;
+	default: return 4;
+	}
+}
+
+/* The supported type of a Field table, or an error naming the found one. */
+static int field_type(where *w, const fb *b, const fbt *field, unsigned flags,
+		      molt_arrow_type *out)
+{
+	int narrow = (flags & MOLT_ARROW_NARROW) != 0;
 	uint64_t tt, bits, sign, prec;
 	fbt type;
 	int rc, has;
@@ -658,19 +675,24 @@ static int field_type(where *w, const fb *b, const fbt *field, molt_arrow_type *
 			*out = bits == 32 ? MOLT_ARROW_INT32 : MOLT_ARROW_INT64;
 			return 0;
 		}
-		return fail(w, MOLT_ARROW_EUNSUPPORTED, -1,
-			    "type Int(bitWidth %d, %s) is not supported, expected int32, int64, "
-			    "float64, bool or utf8", (int32_t)bits, sign ? "signed" : "unsigned");
-	case T_FLOAT:
-		if ((rc = fb_scalar(w, b, &type, 0, 2, "FloatingPoint.precision", 0, &prec)))
-			return rc;
-		if (prec == 2) {
-			*out = MOLT_ARROW_FLOAT64;
+		if (sign && narrow && (bits == 8 || bits == 16)) {
+			*out = bits == 8 ? MOLT_ARROW_INT8 : MOLT_ARROW_INT16;
 			return 0;
 		}
 		return fail(w, MOLT_ARROW_EUNSUPPORTED, -1,
-			    "type FloatingPoint(%s) is not supported, expected int32, int64, float64, "
-			    "bool or utf8", prec == 0 ? "HALF" : prec == 1 ? "SINGLE" : "unknown precision");
+			    "type Int(bitWidth %d, %s) is not supported, expected %s", (int32_t)bits,
+			    sign ? "signed" : "unsigned", narrow ? NARROW_TYPES : WIDE_TYPES);
+	case T_FLOAT:
+		if ((rc = fb_scalar(w, b, &type, 0, 2, "FloatingPoint.precision", 0, &prec)))
+			return rc;
+		if (prec == 2 || (prec == 1 && narrow)) {
+			*out = prec == 2 ? MOLT_ARROW_FLOAT64 : MOLT_ARROW_FLOAT32;
+			return 0;
+		}
+		return fail(w, MOLT_ARROW_EUNSUPPORTED, -1,
+			    "type FloatingPoint(%s) is not supported, expected %s",
+			    prec == 0 ? "HALF" : prec == 1 ? "SINGLE" : "unknown precision",
+			    narrow ? NARROW_TYPES : WIDE_TYPES);
 	case T_UTF8:
 		*out = MOLT_ARROW_UTF8;
 		return 0;
@@ -679,9 +701,8 @@ static int field_type(where *w, const fb *b, const fbt *field, molt_arrow_type *
 		return 0;
 	default:
 		if (tt < sizeof(type_union) / sizeof(type_union[0]) && tt != 0)
-			return fail(w, MOLT_ARROW_EUNSUPPORTED, -1,
-				    "type %s is not supported, expected int32, int64, float64, bool or utf8",
-				    type_union[tt]);
+			return fail(w, MOLT_ARROW_EUNSUPPORTED, -1, "type %s is not supported, expected %s",
+				    type_union[tt], narrow ? NARROW_TYPES : WIDE_TYPES);
 		return fail(w, MOLT_ARROW_EINVALID, (long long)(b->base + field->pos),
 			    "Field.type_type is %u, not a type", (unsigned)tt);
 	}
@@ -728,7 +749,7 @@ static int read_schema(molt_arrow_reader *r, where *w, const msg *m)
 				    "the field name is not NUL-free UTF-8");
 		w->name = name;
 		w->name_len = len;
-		if ((rc = field_type(w, b, &field, &r->fields[i].type)) ||
+		if ((rc = field_type(w, b, &field, r->flags, &r->fields[i].type)) ||
 		    (rc = fb_scalar(w, b, &field, 1, 1, "Field.nullable", 0, &nullable)))
 			return rc;
 		if ((rc = fb_subtable(w, b, &field, 4, "Field.dictionary", &dict)) != 0)
@@ -806,12 +827,12 @@ static int read_column(molt_arrow_reader *r, where *w, const msg *m, int64_t len
 			      &p, &len)))
 		return rc;
 	/* An empty utf8 column may come without its single offset, as from C++. */
-	width = f->type == MOLT_ARROW_INT32 || f->type == MOLT_ARROW_UTF8 ? 4 : 8;
+	width = type_width(f->type);
 	count = (uint64_t)length + (f->type == MOLT_ARROW_UTF8 && (length || len));
 	if (f->type == MOLT_ARROW_BOOL)
 		need = bitbytes(length);
 	else
-		need = count > UINT64_MAX >> 3 ? UINT64_MAX : count << (width == 8 ? 3 : 2);
+		need = count > UINT64_MAX >> 3 ? UINT64_MAX : count * width;
 	if (len < need)
 		return fail(w, MOLT_ARROW_EINVALID, (long long)(m->body_at + (size_t)(p - m->body)),
 			    "the %s buffer is %zu bytes, expected at least %llu for %lld rows",
@@ -903,7 +924,7 @@ int molt_arrow_reader_new(molt_arrow_reader **out, const void *data, size_t len,
 	msg m;
 	int rc;
 
-	if (!out || (!data && len) || (flags & ~MOLT_ARROW_ALLOW_NO_EOS)) {
+	if (!out || (!data && len) || (flags & ~(MOLT_ARROW_ALLOW_NO_EOS | MOLT_ARROW_NARROW))) {
 		rc = fail(&w, MOLT_ARROW_EARG, -1, "molt_arrow_reader_new: bad arguments");
 		goto done;
 	}
@@ -984,6 +1005,9 @@ const char *molt_arrow_type_name(molt_arrow_type t)
 	case MOLT_ARROW_FLOAT64: return "float64";
 	case MOLT_ARROW_BOOL: return "bool";
 	case MOLT_ARROW_UTF8: return "utf8";
+	case MOLT_ARROW_INT8: return "int8";
+	case MOLT_ARROW_INT16: return "int16";
+	case MOLT_ARROW_FLOAT32: return "float32";
 	}
 	return "?";
 }

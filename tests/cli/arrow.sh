@@ -307,4 +307,38 @@ expect "a missing file is exit 2" 2 "missing.arrows: No such file or directory"
 run "$TOOL" frobnicate
 expect "usage is exit 2" 2 "usage: arrow_tool"
 
+# --- narrow types: Int8, Int16, Float32, read widened (MOLT_ARROW_NARROW) ----
+node -e '
+const A = require("apache-arrow"), fs = require("fs");
+const v = (a, t) => A.vectorFromArray(a, t);
+const t = new A.Table({ i8: v([-128, 127, null, 5], new A.Int8), i16: v([-32768, 32767, 7, null], new A.Int16),
+  f32: v([0.1, -2.5, null, 3.4028234663852886e38], new A.Float32) });
+fs.writeFileSync(process.argv[1], A.tableToIPC(t, "stream"));
+const rows = [];
+for (let r = 0; r < t.numRows; r++) rows.push(JSON.stringify({ i8: t.getChild("i8").get(r), i16: t.getChild("i16").get(r),
+  f32: t.getChild("f32").get(r) }));
+fs.writeFileSync(process.argv[2], rows.join("\n") + "\n");
+' "$T/narrow.arrows" "$T/narrow.expect"
+run "$TOOL" read "$T/narrow.arrows"
+expect "without the flag an Int8 column is refused as before" 1 "column 0 'i8': type Int(bitWidth 8, signed) is not supported, expected int32, int64, float64, bool or utf8"
+run "$TOOL" read-narrow "$T/narrow.arrows"
+expect "read-narrow reads Int8, Int16 and Float32 written by apache-arrow" 0
+node -e '
+const fs = require("fs");
+const a = fs.readFileSync(process.argv[1], "utf8").trim().split("\n").map(JSON.parse);
+const b = fs.readFileSync(process.argv[2], "utf8").trim().split("\n").map(JSON.parse);
+const same = a.length === b.length && a.every((r, i) => ["i8", "i16", "f32"].every((k) => r[k] === b[i][k]));
+process.exit(same ? 0 : 1);
+' "$T/out" "$T/narrow.expect" && ok "... every value as apache-arrow reads it (float32 widened exactly)" ||
+  fail "narrow values: $(cat "$T/out") vs $(cat "$T/narrow.expect")"
+node -e '
+const A = require("apache-arrow"), fs = require("fs");
+fs.writeFileSync(process.argv[1], A.tableToIPC(new A.Table({ u: A.vectorFromArray([1], new A.Uint16) }), "stream"));
+' "$T/u16.arrows"
+run "$TOOL" read-narrow "$T/u16.arrows"
+expect "unsigned ints stay refused, naming the wider list" 1 "type Int(bitWidth 16, unsigned) is not supported, expected int8, int16, int32, int64, float32, float64, bool or utf8"
+head -c 200 "$T/narrow.arrows" > "$T/narrow-cut.arrows"
+run "$TOOL" read-narrow "$T/narrow-cut.arrows"
+expect "a cut narrow stream is refused, not read past its end" 1 "arrow_tool:"
+
 finish

@@ -3,6 +3,8 @@
  *
  *   arrow_tool write OUT           the fixed table below, as a stream
  *   arrow_tool read IN             its rows as JSON lines
+ *   arrow_tool read-narrow IN      the same, also taking int8, int16 and
+ *                                  float32 columns (MOLT_ARROW_NARROW)
  *   arrow_tool info IN             columns and batch lengths, one JSON line
  *   arrow_tool copy IN OUT         read, then write again with the C writer
  *   arrow_tool validate IN COLS    check against COLS: name:type[?],... (? nullable)
@@ -24,7 +26,7 @@ static const char *prog = "arrow_tool";
 
 static int usage(void)
 {
-	fprintf(stderr, "usage: %s write OUT | read IN | info IN | copy IN OUT | "
+	fprintf(stderr, "usage: %s write OUT | read IN | read-narrow IN | info IN | copy IN OUT | "
 			"validate IN name:type[?],...\n", prog);
 	return 2;
 }
@@ -260,6 +262,13 @@ static void print_row(const molt_arrow_field *f, const molt_arrow_batch *b, int6
 			s = molt_arrow_utf8_at(c, r, &len);
 			json_string(s, len);
 			break;
+		case MOLT_ARROW_INT8:
+		case MOLT_ARROW_INT16:
+			printf("%lld", (long long)molt_arrow_int_at(c, f[i].type, r));
+			break;
+		case MOLT_ARROW_FLOAT32:
+			json_double(molt_arrow_float_at(c, f[i].type, r));
+			break;
 		}
 	}
 	puts("}");
@@ -279,7 +288,8 @@ static int walk(const char *cmd, const char *in, const char *out)
 
 	if ((rc = slurp(in, &data, &len)))
 		return rc;
-	if (molt_arrow_reader_new(&r, data, len, 0, &e)) {
+	if (molt_arrow_reader_new(&r, data, len, !strcmp(cmd, "read-narrow") ? MOLT_ARROW_NARROW : 0,
+				  &e)) {
 		rc = refused(in, &e);
 		goto done;
 	}
@@ -376,7 +386,8 @@ int main(int argc, char **argv)
 {
 	if (argc == 3 && !strcmp(argv[1], "write"))
 		return cmd_write(argv[2]);
-	if (argc == 3 && (!strcmp(argv[1], "read") || !strcmp(argv[1], "info")))
+	if (argc == 3 && (!strcmp(argv[1], "read") || !strcmp(argv[1], "read-narrow") ||
+			  !strcmp(argv[1], "info")))
 		return walk(argv[1], argv[2], NULL);
 	if (argc == 4 && !strcmp(argv[1], "copy"))
 		return walk(argv[1], argv[2], argv[3]);

@@ -45,6 +45,11 @@ typedef enum {
 	MOLT_ARROW_FLOAT64 = 3, /* FloatingPoint(DOUBLE) */
 	MOLT_ARROW_BOOL = 4,    /* Bool, bit-packed */
 	MOLT_ARROW_UTF8 = 5,    /* Utf8, int32 offsets */
+	/* Read only, with MOLT_ARROW_NARROW (the writer and schemas keep the
+	 * five above): */
+	MOLT_ARROW_INT8 = 6,    /* Int(8, signed) */
+	MOLT_ARROW_INT16 = 7,   /* Int(16, signed) */
+	MOLT_ARROW_FLOAT32 = 8, /* FloatingPoint(SINGLE) */
 } molt_arrow_type;
 
 #define MOLT_ARROW_ERROR_MAX 320
@@ -84,7 +89,8 @@ typedef struct {
 	const molt_arrow_column *columns; /* in schema order */
 } molt_arrow_batch;
 
-/* "int32", "int64", "float64", "bool", "utf8", or "?" for anything else. */
+/* "int32", "int64", "float64", "bool", "utf8", "int8", "int16", "float32",
+ * or "?" for anything else. */
 MOLT_ARROW_API const char *molt_arrow_type_name(molt_arrow_type t);
 
 /* Parses a type name (`len` bytes) into *out; MOLT_ARROW_EARG if unknown. */
@@ -98,6 +104,12 @@ typedef struct molt_arrow_reader molt_arrow_reader;
  * end-of-stream marker (the format allows it; by default such a stream is
  * refused as truncated). */
 #define MOLT_ARROW_ALLOW_NO_EOS 1u
+
+/* Also accept Int(8/16, signed) and FloatingPoint(SINGLE) columns
+ * (MOLT_ARROW_INT8, _INT16, _FLOAT32; read them with molt_arrow_int_at and
+ * molt_arrow_float_at, which widen). Without this flag they are refused as
+ * before, so callers that know only the five writer types never see them. */
+#define MOLT_ARROW_NARROW 2u
 
 /* Opens the stream in `data` (`len` bytes) and reads its schema message.
  * `data` is borrowed: it must outlive the reader and every batch it returns.
@@ -198,6 +210,32 @@ static inline double molt_arrow_float64_at(const molt_arrow_column *c, int64_t r
 
 	memcpy(&d, &u, sizeof(d));
 	return d;
+}
+
+/* The value of an int8/int16/int32/int64 column, widened to int64. */
+static inline int64_t molt_arrow_int_at(const molt_arrow_column *c, molt_arrow_type t, int64_t row)
+{
+	switch (t) {
+	case MOLT_ARROW_INT8: return (int8_t)c->values[row];
+	case MOLT_ARROW_INT16:
+		return (int16_t)(uint16_t)(c->values[2 * (size_t)row] |
+					   (unsigned)c->values[2 * (size_t)row + 1] << 8);
+	case MOLT_ARROW_INT32: return molt_arrow_int32_at(c, row);
+	default: return molt_arrow_int64_at(c, row);
+	}
+}
+
+/* The value of a float32/float64 column, widened to double (exactly). */
+static inline double molt_arrow_float_at(const molt_arrow_column *c, molt_arrow_type t, int64_t row)
+{
+	if (t == MOLT_ARROW_FLOAT32) {
+		uint32_t u = molt_arrow__ld32(c->values + 4 * (size_t)row);
+		float f;
+
+		memcpy(&f, &u, sizeof(f));
+		return (double)f;
+	}
+	return molt_arrow_float64_at(c, row);
 }
 
 /* The value of a bool column, 0 or 1. */
