@@ -1,13 +1,18 @@
 #define _GNU_SOURCE
 #include "common.h"
 
+#include "mr/buf.h"
 #include "mr/error.h"
+#include "mr/fs.h"
 
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* The largest request read from a file or standard input. */
+#define REQUEST_MAX ((size_t)256 << 20)
 
 static const mr_opt opts[] = {
 	MOLT_COMMON_OPTS,
@@ -134,6 +139,26 @@ static int load_named(const mr_cmd *cmd, const mr_args *args, molt_runtime *rt,
 }
 
 /* Loads a native unit explicitly and calls one function with JSON. */
+/* The request: JSON text as given, or read from "@FILE" or "-" (standard
+ * input) when it is too big for a command line. NUL-terminated in `buf`. */
+static int request_text(const char *arg, mr_buf *buf, const char **json)
+{
+	const char *path = !strcmp(arg, "-") ? "/dev/stdin" : arg[0] == '@' ? arg + 1 : NULL;
+	const char *what = path && arg[0] == '-' ? "standard input" : path;
+	int rc;
+
+	*json = arg;
+	if (!path)
+		return 0;
+	if ((rc = mr_fs_read(buf, path, REQUEST_MAX)) || (rc = mr_buf_put(buf, "", 1)))
+		return mr_error_wrap(rc, "reading the request (%s)", arg);
+	if (strlen((const char *)buf->data) != buf->len - 1)
+		return mr_error_set(MR_EINVALID, "%s: the request holds a NUL byte; expected JSON text",
+				    what);
+	*json = (const char *)buf->data;
+	return 0;
+}
+
 static int run(const mr_cmd *cmd, mr_args *args)
 {
 	molt_unit_options o = MOLT_UNIT_OPTIONS_INIT;
@@ -145,6 +170,7 @@ static int run(const mr_cmd *cmd, mr_args *args)
 	size_t ndeps = 0;
 	int by_digest = mr_args_get(cmd, args, "digest") != NULL;
 	const char *bundle = mr_args_get(cmd, args, "bundle"), *func, *json;
+	mr_buf req = MR_BUF_INIT;
 	const char *paths[MOLT_CLI_MAX_KEYS];
 	char *keys = NULL;
 	size_t nkeys;
@@ -157,9 +183,12 @@ static int run(const mr_cmd *cmd, mr_args *args)
 			return 2;
 		}
 		func = args->rest[0];
-		json = args->rest[1];
+		if ((rc = request_text(args->rest[1], &req, &json))) {
+			rc = mr_cli_fail(PROG, rc);
+			goto done;
+		}
 		if ((rc = limits(cmd, args, &o)) || (rc = bundle_keys(cmd, args, paths, &nkeys, &keys)))
-			return rc;
+			goto done;
 		rc = molt_unit_load_bundle(&u, bundle, paths, nkeys);
 		free(keys);
 		if (rc || (rc = molt_unit_set_options(u, &o))) {
@@ -175,12 +204,14 @@ static int run(const mr_cmd *cmd, mr_args *args)
 		return 2;
 	}
 	func = args->rest[1 - by_digest];
-	json = args->rest[2 - by_digest];
-	if (!by_digest &&
-	    (rc = split_ref(args->rest[0], name, sizeof(name), version, sizeof(version))))
-		return rc;
-	if ((rc = limits(cmd, args, &o)) || (rc = open_runtime(&rt, cmd, args, 1)))
-		return rc;
+	if ((rc = request_text(args->rest[2 - by_digest], &req, &json))) {
+		rc = mr_cli_fail(PROG, rc);
+		goto done;
+	}
+	if ((!by_digest &&
+	     (rc = split_ref(args->rest[0], name, sizeof(name), version, sizeof(version)))) ||
+	    (rc = limits(cmd, args, &o)) || (rc = open_runtime(&rt, cmd, args, 1)))
+		goto done;
 	if ((rc = load_with(cmd, args, rt, deps, sizeof(deps) / sizeof(deps[0]), &ndeps)) ||
 	    (rc = load_named(cmd, args, rt, by_digest ? NULL : args->rest[0], &u)))
 		goto done;
@@ -205,6 +236,7 @@ loaded:
 	else
 		printf("%s\n", out);
 done:
+	mr_buf_free(&req);
 	free(out);
 	free(env);
 	free(res);
@@ -217,5 +249,5 @@ done:
 
 const mr_cmd molt_cmd_call = {
 	"call", "load a native unit explicitly and call a function: JSON in, JSON out",
-	"[options] NAME@VERSION FUNCTION JSON | --digest SHA256 FUNCTION JSON | --bundle FILE -k KEY FUNCTION JSON", opts, run,
+	"[options] NAME@VERSION FUNCTION JSON|@FILE|- | --digest SHA256 FUNCTION JSON | --bundle FILE -k KEY FUNCTION JSON", opts, run,
 };

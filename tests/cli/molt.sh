@@ -27,6 +27,14 @@ expect "an unknown command is exit 2" 2 "unknown command 'load'"
 m call -r "$reg" hello@0.1.0 greet '{"name":"Ada"}'
 expect "call: verify, load and call the native unit" 0 '{"greeting":"Hello, Ada!"}'
 [ "$out" = '{"greeting":"Hello, Ada!"}' ] && ok "call prints exactly the JSON result" || fail "call printed: $out"
+printf '{"name":"File"}' > "$T/req.json"
+m call -r "$reg" hello@0.1.0 greet "@$T/req.json"
+expect "call: the request from @FILE" 0 '{"greeting":"Hello, File!"}'
+printf '{"name":"Stdin"}' > "$T/stdin.json"
+m call -r "$reg" hello@0.1.0 greet - < "$T/stdin.json"
+expect "call: the request from standard input (-)" 0 '{"greeting":"Hello, Stdin!"}'
+m call -r "$reg" hello@0.1.0 greet "@$T/no-such.json"
+expect "call: a missing request file is exit 2, naming it" 2 "reading the request (@$T/no-such.json)"
 m call -r "$reg" hello@0.1.0 greet '{"name":"Grace Hopper"}'
 expect "a warm cache still verifies and calls" 0 '{"greeting":"Hello, Grace Hopper!"}'
 m fetch -r "$reg" -t wasm32-wasi hello@0.1.0
