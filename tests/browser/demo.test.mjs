@@ -29,13 +29,13 @@
 // signed snapshot, so altering one of them trips a digest check first; the
 // Node tests (tests/node) cover the cases that need the signing key.
 
-import { spawn } from 'node:child_process';
 import { cpSync, mkdtempSync, mkdirSync, readFileSync, writeFileSync, rmSync, existsSync, realpathSync } from 'node:fs';
 import { createHash, webcrypto } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { serve as startServer, stopServers } from './serve.mjs';
 import { parseSignature, parsePublicKey } from '../../runtime/js/molt.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -63,32 +63,8 @@ function check(name, ok, detail = '') {
 }
 
 const sha = (b) => 'sha256:' + createHash('sha256').update(b).digest('hex');
-const children = [];
 
-/** Starts MOLT_SERVE_CMD on port 0; resolves with its base URL on 127.0.0.1. */
-function serve(root) {
-  const [cmd, ...args] = SERVE.split(/\s+/);
-  const child = spawn(cmd, [...args, '--root', root, '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  children.push(child);
-  let err = '';
-  child.stderr.on('data', (d) => { err += d; });
-  return new Promise((res, rej) => {
-    let out = '';
-    const timer = setTimeout(() => rej(new Error(`${SERVE} printed no "serving ... on http://..." line within 10 s; stderr: ${err}`)), 10000);
-    child.on('error', (e) => { clearTimeout(timer); rej(new Error(`cannot start ${cmd}: ${e.message}`)); });
-    child.on('exit', (c) => { clearTimeout(timer); rej(new Error(`${SERVE} exited with ${c} before serving; stderr: ${err}`)); });
-    child.stdout.on('data', (d) => {
-      out += d;
-      const nl = out.indexOf('\n');
-      if (nl < 0) return;
-      clearTimeout(timer);
-      const m = out.slice(0, nl).match(/^serving (.+) on http:\/\/(\S+):(\d+)\/\s*$/);
-      if (!m) return rej(new Error(`unexpected first line from ${SERVE}: ${JSON.stringify(out.slice(0, nl))}`));
-      // Whatever address it bound, talk to it over loopback only.
-      res(`http://127.0.0.1:${m[3]}/`);
-    });
-  });
-}
+const serve = (root) => startServer(SERVE, root);
 
 /** Opens a page, waits until the demo has loaded or failed; returns its state. */
 async function openDemo(ctx, url) {
@@ -233,7 +209,7 @@ try {
   check('the browser test ran to the end', false, String(e?.stack ?? e));
 } finally {
   await ctx?.close().catch(() => {});
-  for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
+  stopServers();
   rmSync(profile, { recursive: true, force: true });
   rmSync(scratch, { recursive: true, force: true });
 }

@@ -17,13 +17,13 @@
 // the 9.9 MB JSON file), a user file with bad rows, a tampered unit, and the
 // wasm/native symmetry panel.
 
-import { spawn } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { serve as startServer, stopServers } from './serve.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const SERVE = (process.env.MOLT_SERVE_CMD ?? '').trim();
@@ -71,29 +71,7 @@ exp.sumX = flights.reduce((s, r) => s + r.delay * 2 + 1, 0);
 exp.sorted = flights.map((r, i) => ({ ...r, i })).sort((a, b) => b.distance - a.distance || a.delay - b.delay || a.i - b.i);
 
 // ---- the server
-const children = [];
-function serve(root, extra = []) {
-  const [cmd, ...args] = SERVE.split(/\s+/);
-  const child = spawn(cmd, [...args, '--root', root, '--port', '0', ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
-  children.push(child);
-  let err = '';
-  child.stderr.on('data', (d) => { err += d; });
-  return new Promise((res, rej) => {
-    let out = '';
-    const timer = setTimeout(() => rej(new Error(`${SERVE} printed no "serving ... on http://..." line within 20 s; stderr: ${err}`)), 20000);
-    child.on('error', (e) => { clearTimeout(timer); rej(new Error(`cannot start ${cmd}: ${e.message}`)); });
-    child.on('exit', (c) => { clearTimeout(timer); rej(new Error(`${SERVE} exited with ${c} before serving; stderr: ${err}`)); });
-    child.stdout.on('data', (d) => {
-      out += d;
-      const nl = out.indexOf('\n');
-      if (nl < 0) return;
-      clearTimeout(timer);
-      const m = out.slice(0, nl).match(/^serving (.+) on http:\/\/(\S+):(\d+)\/\s*$/);
-      if (!m) return rej(new Error(`unexpected first line from ${SERVE}: ${JSON.stringify(out.slice(0, nl))}`));
-      res(`http://127.0.0.1:${m[3]}/`);
-    });
-  });
-}
+const serve = (root, extra = []) => startServer(SERVE, root, extra);
 
 // ---- page helpers
 const FINAL = ['done', 'error', 'cancelled'];
@@ -428,7 +406,7 @@ try {
   check('the browser test ran to the end', false, String(e?.stack ?? e));
 } finally {
   await ctx?.close().catch(() => {});
-  for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
+  stopServers();
   rmSync(profile, { recursive: true, force: true });
   rmSync(scratch, { recursive: true, force: true });
 }

@@ -12,12 +12,12 @@
 // page.evaluate and watches the network with page.on('request').
 // Ends with "N passed, M failed".
 
-import { spawn } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { serve as startServer, stopServers } from './serve.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const SERVE = (process.env.MOLT_SERVE_CMD ?? '').trim();
@@ -48,30 +48,7 @@ function eq(a, b, msg = '') {
   if (s(a) !== s(b)) throw new Error(`${msg} expected ${s(b)}, found ${s(a)}`);
 }
 
-const children = [];
-/** Starts MOLT_SERVE_CMD on port 0; resolves with its base URL on 127.0.0.1. */
-function serve(root) {
-  const [cmd, ...args] = SERVE.split(/\s+/);
-  const child = spawn(cmd, [...args, '--root', root, '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  children.push(child);
-  let err = '';
-  child.stderr.on('data', (d) => { err += d; });
-  return new Promise((res, rej) => {
-    let out = '';
-    const timer = setTimeout(() => rej(new Error(`${SERVE} printed no "serving ... on http://..." line within 10 s; stderr: ${err}`)), 10000);
-    child.on('error', (e) => { clearTimeout(timer); rej(new Error(`cannot start ${cmd}: ${e.message}`)); });
-    child.on('exit', (c) => { clearTimeout(timer); rej(new Error(`${SERVE} exited with ${c} before serving; stderr: ${err}`)); });
-    child.stdout.on('data', (d) => {
-      out += d;
-      const nl = out.indexOf('\n');
-      if (nl < 0) return;
-      clearTimeout(timer);
-      const m = out.slice(0, nl).match(/^serving (.+) on http:\/\/(\S+):(\d+)\/\s*$/);
-      if (!m) return rej(new Error(`unexpected first line from ${SERVE}: ${JSON.stringify(out.slice(0, nl))}`));
-      res(`http://127.0.0.1:${m[3]}/`);
-    });
-  });
-}
+const serve = (root) => startServer(SERVE, root);
 
 // The artifact (blob path and size) of NAME@0.1.0 for wasm32-wasi, from the registry on disk.
 function artifactOf(name) {
@@ -272,7 +249,7 @@ try {
   console.log(`not ok - host test setup\n  ${e.stack ?? e}`);
 } finally {
   await browser?.close();
-  for (const c of children) c.kill();
+  stopServers();
   rmSync(scratch, { recursive: true, force: true });
 }
 console.log(`${passed} passed, ${failed} failed`);
