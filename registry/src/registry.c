@@ -77,6 +77,85 @@ static int read_json(cJSON **out, const char *path, mr_buf *raw)
 	return *out ? 0 : mr_error_set(MR_ERROR, "out of memory");
 }
 
+/* Sets entry[key] to {"digest", "size"}, replacing an older value. */
+static int set_hint(cJSON *entry, const char *key, const char *digest, double size)
+{
+	cJSON *h = cJSON_CreateObject();
+
+	if (!h || !cJSON_AddStringToObject(h, "digest", digest) ||
+	    !cJSON_AddNumberToObject(h, "size", size)) {
+		cJSON_Delete(h);
+		return mr_error_set(MR_ERROR, "out of memory");
+	}
+	if (cJSON_GetObjectItemCaseSensitive(entry, key))
+		cJSON_ReplaceItemInObjectCaseSensitive(entry, key, h);
+	else
+		cJSON_AddItemToObject(entry, key, h);
+	return 0;
+}
+
+int mr__entry_hints(const char *root, const cJSON *m, cJSON *entry)
+{
+	const cJSON *a = cJSON_GetObjectItemCaseSensitive(m, "artifact");
+	const cJSON *s = cJSON_GetObjectItemCaseSensitive(m, "schemas"), *e;
+	const cJSON *asize = cJSON_GetObjectItemCaseSensitive(a, "size");
+	const char *ad = mr_json_str(a, "digest");
+	char digest[MR_DIGEST_STR_LEN + 1], *text = NULL;
+	cJSON *pack = cJSON_CreateArray();
+	int rc = 0, n = 0;
+
+	if (!pack)
+		return mr_error_set(MR_ERROR, "out of memory");
+	if (!ad || !mr_digest_valid(ad) || !mr_json_is_int(asize, 0, 9e15)) {
+		rc = mr_error_set(MR_EINVALID, "manifest %s@%s: expected \"artifact\": {\"digest\", \"size\"}, "
+				  "found none; the manifest is damaged", mr_json_str(m, "name"),
+				  mr_json_str(m, "version"));
+		goto done;
+	}
+	/* The documents exactly as their blobs hold them, in manifest order. */
+	for (e = s ? s->child : NULL; e; e = e->next, n++) {
+		const char *sd = mr_json_str(e, "digest");
+		char *p = sd ? mr_blob_path(root, sd) : NULL, have[MR_DIGEST_STR_LEN + 1];
+		mr_buf b = MR_BUF_INIT;
+		if (!p)
+			rc = mr_error_set(MR_EINVALID, "manifest %s@%s: schema %s: expected a digest, found %s",
+					  mr_json_str(m, "name"), mr_json_str(m, "version"),
+					  mr_json_str(e, "id") ? mr_json_str(e, "id") : "?", sd ? sd : "none");
+		else if (!(rc = mr_fs_read(&b, p, META_MAX))) {
+			mr_digest_buf(have, b.data, b.len);
+			if (strcmp(have, sd))
+				rc = mr_error_set(MR_EVERIFY, "%s: expected content hashing to %s, found %s; "
+						  "restore the blob", p, sd, have);
+			else if (memchr(b.data, 0, b.len))
+				rc = mr_error_set(MR_EVERIFY, "%s: expected a schema document, found a NUL byte", p);
+			else if (!cJSON_AddItemToArray(pack, cJSON_CreateString((const char *)b.data)))
+				rc = mr_error_set(MR_ERROR, "out of memory");
+		}
+		mr_buf_free(&b);
+		free(p);
+		if (rc)
+			goto done;
+	}
+	if ((rc = set_hint(entry, "artifact", ad, asize->valuedouble)))
+		goto done;
+	if (!n) {
+		cJSON_DeleteItemFromObjectCaseSensitive(entry, "schemas_pack");
+		goto done;
+	}
+	if (!(text = cJSON_PrintUnformatted(pack))) {
+		rc = mr_error_set(MR_ERROR, "out of memory");
+		goto done;
+	}
+	if ((rc = put_blob(root, text, strlen(text), digest)))
+		goto done;
+	mr__fault("after-pack-blob");
+	rc = set_hint(entry, "schemas_pack", digest, (double)strlen(text));
+done:
+	cJSON_Delete(pack);
+	free(text);
+	return rc;
+}
+
 static char *utc(time_t t)
 {
 	struct tm tm;
@@ -589,16 +668,19 @@ static int init_layout(const char *root)
 	return rc;
 }
 
-/* Stages index/<name>.json with the manifest added (with `sigs` NULL, only
- * checks); *same when it is already there with the same manifest. */
+/* Stages index/<name>.json with the manifest added, with the members of
+ * `hints` (with `sigs` NULL, only checks); *same when it is already there
+ * with the same manifest. */
 static int update_index(mr__txn *t, const char *root, const cJSON *m,
-			const char *mdigest, size_t msize, const cJSON *sigs, int *same)
+			const char *mdigest, size_t msize, const cJSON *sigs,
+			const cJSON *hints, int *same)
 {
 	const char *name = mr_json_str(m, "name"), *version = mr_json_str(m, "version");
 	const char *target = mr_json_str(m, "target");
 	char *path = NULL, *rel = NULL, *text = NULL;
 	mr_buf raw = MR_BUF_INIT;
 	cJSON *idx = NULL, *versions, *v, *tg;
+	const cJSON *h;
 	int rc = 0;
 
 	*same = 0;
@@ -644,6 +726,8 @@ static int update_index(mr__txn *t, const char *root, const cJSON *m,
 	cJSON_AddStringToObject(tg, "signature", cJSON_GetArrayItem(sigs, 0)->valuestring);
 	cJSON_AddItemToObject(tg, "signatures", cJSON_Duplicate(sigs, 1));
 	cJSON_AddBoolToObject(tg, "yanked", 0);
+	for (h = hints ? hints->child : NULL; h; h = h->next)
+		cJSON_AddItemToObject(tg, h->string, cJSON_Duplicate(h, 1));
 	if (!(text = cJSON_Print(idx)))
 		rc = mr_error_set(MR_ERROR, "out of memory");
 	else
@@ -718,13 +802,16 @@ int mr_registry_publish(const char *root, mr_seckey *const *keys, size_t nkeys,
 	char mdigest[MR_DIGEST_STR_LEN + 1], adigest[MR_DIGEST_STR_LEN + 1];
 	mr_seckey *sorted[MR_REGISTRY_MAX_KEYS];
 	const cJSON *a, *s;
-	cJSON *m = NULL, *sigs = cJSON_CreateArray();
+	cJSON *m = NULL, *sigs = cJSON_CreateArray(), *hints = cJSON_CreateObject();
 	mr__txn txn = { 0 };
 	int rc, fd = -1, same = 0;
 
 	*unchanged = 0;
-	if (!sigs)
+	if (!sigs || !hints) {
+		cJSON_Delete(sigs);
+		cJSON_Delete(hints);
 		return mr_error_set(MR_ERROR, "out of memory");
+	}
 	if ((rc = sort_keys(sorted, keys, nkeys)) || (rc = read_json(&m, manifest_path, &mraw)) ||
 	    (rc = mr_manifest_check(m, NULL, NULL, NULL)))
 		goto done;
@@ -752,7 +839,7 @@ int mr_registry_publish(const char *root, mr_seckey *const *keys, size_t nkeys,
 	mr__fault("after-lock");
 	mr_digest_buf(mdigest, mraw.data, mraw.len);
 	/* Refuse a changed version, or stop on an unchanged one, before writing. */
-	if ((rc = update_index(&txn, root, m, mdigest, mraw.len, NULL, &same)))
+	if ((rc = update_index(&txn, root, m, mdigest, mraw.len, NULL, NULL, &same)))
 		goto done;
 	if (same) {
 		*unchanged = 1;
@@ -782,11 +869,15 @@ int mr_registry_publish(const char *root, mr_seckey *const *keys, size_t nkeys,
 			goto done;
 		mr__fault("after-schema-blob");
 	}
+	/* Hints, so a client fetches the artifact and all schemas in one round
+	 * with the manifest: from the blobs just written. */
+	if ((rc = mr__entry_hints(root, m, hints)))
+		goto done;
 	if ((rc = put_blob(root, mraw.data, mraw.len, mdigest)))
 		goto done;
 	mr__fault("after-manifest-blob");
 	if ((rc = mr__sign_manifest(root, keys, nkeys, m, mdigest, &mraw, sigs)) ||
-	    (rc = update_index(&txn, root, m, mdigest, mraw.len, sigs, &same)) ||
+	    (rc = update_index(&txn, root, m, mdigest, mraw.len, sigs, hints, &same)) ||
 	    (rc = mr__txn_snapshot(&txn, root, keys, nkeys, expires_days)))
 		goto done;
 	mr__fault("before-commit");
@@ -797,6 +888,7 @@ done:
 	mr__txn_free(&txn);
 	cJSON_Delete(m);
 	cJSON_Delete(sigs);
+	cJSON_Delete(hints);
 	mr_buf_free(&mraw);
 	mr_buf_free(&art);
 	return rc;
@@ -982,6 +1074,85 @@ static void verify_policy(const mr_policy *policy, const char *root, const char 
 	mr_error_clear();
 }
 
+/* An entry's hints against its manifest `m`: each names exactly what the
+ * manifest does, and the schema pack holds exactly its schema documents. */
+static void verify_hints(const char *root, const char *where, const cJSON *t, const cJSON *m,
+			 mr_buf *report, int *count)
+{
+	const cJSON *ha = cJSON_GetObjectItemCaseSensitive(t, "artifact");
+	const cJSON *hp = cJSON_GetObjectItemCaseSensitive(t, "schemas_pack");
+	const cJSON *a = cJSON_GetObjectItemCaseSensitive(m, "artifact");
+	const cJSON *s = cJSON_GetObjectItemCaseSensitive(m, "schemas"), *e, *x;
+	const char *fix = "the registry is inconsistent: 'mrecipe registry refresh --resign' rewrites the hints";
+	const char *d;
+	char have[MR_DIGEST_STR_LEN + 1], *pp = NULL;
+	mr_buf pack = MR_BUF_INIT;
+	cJSON *doc = NULL;
+	int i, want_n = cJSON_GetArraySize(s), n;
+
+	if (ha) {
+		d = mr_json_str(ha, "digest");
+		x = cJSON_GetObjectItemCaseSensitive(ha, "size");
+		if (!d || !mr_digest_valid(d) || !mr_json_is_int(x, 0, 9e15))
+			problem(report, count, "%s: hint \"artifact\": expected {\"digest\": \"sha256:...\", "
+				"\"size\": N}, found something else; %s", where, fix);
+		else if (strcmp(d, mr_json_str(a, "digest")) ||
+			 x->valuedouble != cJSON_GetObjectItemCaseSensitive(a, "size")->valuedouble)
+			problem(report, count, "%s: hint \"artifact\" is %s (%.0f bytes), but the signed "
+				"manifest names %s (%.0f bytes); %s", where, d, x->valuedouble,
+				mr_json_str(a, "digest"),
+				cJSON_GetObjectItemCaseSensitive(a, "size")->valuedouble, fix);
+	}
+	if (!hp)
+		return;
+	d = mr_json_str(hp, "digest");
+	x = cJSON_GetObjectItemCaseSensitive(hp, "size");
+	if (!d || !mr_digest_valid(d) || !mr_json_is_int(x, 0, 9e15)) {
+		problem(report, count, "%s: hint \"schemas_pack\": expected {\"digest\": \"sha256:...\", "
+			"\"size\": N}, found something else; %s", where, fix);
+		return;
+	}
+	pp = mr_blob_path(root, d);
+	pack.max = META_MAX;
+	if (!pp || mr_fs_read(&pack, pp, META_MAX)) {
+		problem(report, count, "%s: schema pack blob %s missing or unreadable; %s", where, d, fix);
+		goto done;
+	}
+	mr_digest_buf(have, pack.data, pack.len);
+	if ((double)pack.len != x->valuedouble || strcmp(have, d)) {
+		problem(report, count, "%s: schema pack %s: expected %.0f bytes hashing to %s (the hint), "
+			"found %zu bytes hashing to %s; %s", where, pp, x->valuedouble, d, pack.len, have, fix);
+		goto done;
+	}
+	if (!(doc = cJSON_ParseWithLength((const char *)pack.data, pack.len)) || !cJSON_IsArray(doc)) {
+		problem(report, count, "%s: schema pack %s: expected a JSON array of strings, found "
+			"something else; %s", where, pp, fix);
+		goto done;
+	}
+	if ((n = cJSON_GetArraySize(doc)) != want_n)
+		problem(report, count, "%s: schema pack %s holds %d document%s, but the signed manifest "
+			"lists %d schema%s; %s", where, pp, n, n == 1 ? "" : "s", want_n,
+			want_n == 1 ? "" : "s", fix);
+	for (i = 0, e = doc->child, x = s ? s->child : NULL; e && x; i++, e = e->next, x = x->next) {
+		const cJSON *ver = cJSON_GetObjectItemCaseSensitive(x, "version");
+		if (!cJSON_IsString(e)) {
+			problem(report, count, "%s: schema pack %s: entry %d: expected a string, found "
+				"something else; %s", where, pp, i, fix);
+			continue;
+		}
+		mr_digest_buf(have, e->valuestring, strlen(e->valuestring));
+		if (!mr_json_str(x, "digest") || strcmp(have, mr_json_str(x, "digest")))
+			problem(report, count, "%s: schema pack %s: entry %d hashes to %s, but the signed "
+				"manifest lists %s@v%.0f as %s; %s", where, pp, i, have,
+				mr_json_str(x, "id") ? mr_json_str(x, "id") : "?", ver ? ver->valuedouble : 0,
+				mr_json_str(x, "digest") ? mr_json_str(x, "digest") : "?", fix);
+	}
+done:
+	cJSON_Delete(doc);
+	mr_buf_free(&pack);
+	free(pp);
+}
+
 static void verify_target(const char *root, const mr_pubkey *keys, size_t nkeys,
 			  const mr_policy *policy, const char *name, const char *version,
 			  const char *target, const cJSON *t, mr_buf *report, int *count)
@@ -1056,6 +1227,11 @@ static void verify_target(const char *root, const mr_pubkey *keys, size_t nkeys,
 					mr_json_str(s, "id") ? mr_json_str(s, "id") : "?", sd ? sd : "?");
 			free(p);
 		}
+	}
+	{
+		char where[600];
+		snprintf(where, sizeof(where), "index/%s.json: %s@%s %s", name, name, version, target);
+		verify_hints(root, where, t, mr_json_root(doc), report, count);
 	}
 done:
 	mr_json_free(doc);

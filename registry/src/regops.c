@@ -104,6 +104,11 @@ int mr__reg_refs(const char *root, char ***out, size_t *n)
 						rc = strs_add(&s, cJSON_IsString(sg) ? sg->valuestring : NULL);
 					if (!rc && mr_json_str(t, "manifest"))
 						rc = add_manifest_refs(&s, root, mr_json_str(t, "manifest"));
+					/* Hints name blobs too: the schema pack above all. */
+					if (!rc)
+						rc = strs_add(&s, mr_json_str(cJSON_GetObjectItemCaseSensitive(t, "artifact"), "digest"));
+					if (!rc)
+						rc = strs_add(&s, mr_json_str(cJSON_GetObjectItemCaseSensitive(t, "schemas_pack"), "digest"));
 				}
 		}
 		cJSON_Delete(idx);
@@ -272,7 +277,9 @@ done:
 	return rc;
 }
 
-/* Re-signs every entry of one index with exactly `keys`, staging it. */
+/* Re-signs every entry of one index with exactly `keys`, and rewrites its
+ * hints from the manifest (adding them to entries published without),
+ * staging it. */
 static int resign_index(mr__txn *t, const char *root, mr_seckey *const *keys,
 			size_t nkeys, const char *fname)
 {
@@ -303,7 +310,8 @@ static int resign_index(mr__txn *t, const char *root, mr_seckey *const *keys,
 				rc = mr_error_set(MR_EVERIFY, "%s: expected content hashing to %s, found %s; "
 						  "refusing to sign it: restore the blob", mp, md, have);
 			} else if (!(rc = mr_json_parse(&doc, mp, (char *)m.data, m.len)) &&
-				   !(rc = mr__sign_manifest(root, keys, nkeys, mr_json_root(doc), md, &m, sigs))) {
+				   !(rc = mr__sign_manifest(root, keys, nkeys, mr_json_root(doc), md, &m, sigs)) &&
+				   !(rc = mr__entry_hints(root, mr_json_root(doc), tg))) {
 				cJSON_ReplaceItemInObjectCaseSensitive(tg, "signature",
 								       cJSON_CreateString(sigs->child->valuestring));
 				if (cJSON_GetObjectItemCaseSensitive(tg, "signatures"))

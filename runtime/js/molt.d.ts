@@ -20,6 +20,8 @@ export interface Limits {
   schema: number;
   manifest: number;
   artifact: number;
+  /** The largest hinted schema pack, bytes (docs/registry.md, "Hints"). */
+  schemaPack: number;
 }
 
 /** Stable codes of MoltError (docs/js.md lists what each means). */

@@ -35,6 +35,8 @@ export const LIMITS = {
   schema: 1 * MiB,
   manifest: 1 * MiB,
   artifact: 256 * MiB,
+  /** a hinted schema pack (docs/registry.md, "Hints"); its size comes from the signed index */
+  schemaPack: 16 * MiB,
 };
 
 // ---------------------------------------------------------------- errors
@@ -1200,12 +1202,13 @@ async function load(registry, { name, version, target = 'wasm32-wasi', onProgres
 
   let inFlight = 0, since = 0; // fetchMs is wall time with at least one fetch running
   const sources = registry.sources ?? [registry.url];
-  const getFrom = async (src, rel, stage, what, o = {}) => {
+  // o.sink receives the progress events (default: onProgress).
+  const getFrom = async (src, rel, stage, what, { sink = progress, ...o } = {}) => {
     const url = new URL(rel, src).href;
     if (inFlight++ === 0) since = now();
     try {
       const bytes = await fetchBytes(url, { ...o, what, fetch: registry.fetch,
-        onProgress: (p) => progress({ stage, ...p }) });
+        onProgress: (p) => sink({ stage, ...p }) });
       m.bytesFetched += bytes.byteLength;
       return { url, bytes };
     } finally {
@@ -1297,6 +1300,34 @@ async function load(registry, { name, version, target = 'wasm32-wasi', onProgres
   sizeOk(te.size, lim.manifest, `${ix.url}: ${version}.${target}.size`);
 
   // 4. signature blob (digest), then the manifest (size, digest, signature, trusted comment).
+  // Hints (docs/registry.md, "Hints"): the entry may name the artifact and a
+  // pack of the unit's schemas. The signed index names them, so they are
+  // fetched in this round with the manifest; nothing in them is used until the
+  // signed manifest verifies and names exactly the same bytes.
+  const hint = (k, cap) => {
+    const h = te[k];
+    if (h === undefined) return null;
+    want(h !== null && typeof h === 'object' && typeof h.digest === 'string' && DIGEST_RE.test(h.digest), 'METADATA_INVALID',
+      `${ix.url}: ${version}.${target}.${k}: expected a hint {"digest": "sha256:<64 hex>", "size": N}, found ${JSON.stringify(h)}. The registry is damaged: run molt verify on it.`);
+    sizeOk(h.size, cap, `${ix.url}: ${version}.${target}.${k}.size`);
+    return h;
+  };
+  const artHint = hint('artifact', lim.artifact), packHint = hint('schemas_pack', lim.schemaPack);
+  // Progress of a file fetched ahead waits until the manifest naming it
+  // verifies (the first and the latest event of each stage are kept), so
+  // stages keep their order.
+  const gates = new Map();
+  const gated = (stage) => {
+    const g = { open: false, held: new Map() };
+    gates.set(stage, g);
+    return (p) => { if (g.open) return progress(p); const h = g.held.get(p.stage); if (h) h[1] = p; else g.held.set(p.stage, [p, null]); };
+  };
+  const release = (stage) => {
+    const g = gates.get(stage);
+    if (!g || g.open) return;
+    g.open = true;
+    for (const [first, last] of g.held.values()) { progress(first); if (last) progress(last); }
+  };
   progress({ stage: 'signature' });
   const sigDigests = te.signatures === undefined ? [te.signature] : te.signatures;
   want(Array.isArray(sigDigests) && sigDigests.length > 0, 'METADATA_INVALID', `${ix.url}: ${version}.${target}.signatures must be a non-empty list of digests`);
@@ -1309,6 +1340,65 @@ async function load(registry, { name, version, target = 'wasm32-wasi', onProgres
   const mfP = get(blobPath(te.manifest, ix.url), 'manifest', `manifest of ${unitName}`, { expectedSize: te.size },
     (r) => checkDigest(r.bytes, te.manifest, `manifest of ${unitName}`, r.url, ix.url));
   mfP.catch(() => {});
+
+  // The artifact: a module compiled from it before (memory), else its bytes
+  // from the cache, hashed again, else downloaded (size cap while
+  // downloading, then digest). `a` is the hint (before the manifest is
+  // verified) or the signed manifest's artifact; the caller makes sure the
+  // manifest names `a` before using what this returns.
+  const obtainArtifactBytes = async (a, from, sink, asked) => {
+    const artPath = blobPath(a.digest, from);
+    let bytes = null, module = store ? modules.get(a.digest) : undefined, stored = null;
+    const fromCache = (how) => {
+      m.cached = how;
+      m.artifactBytes = a.size;
+      sink({ stage: 'artifact', loaded: a.size, total: a.size, url: new URL(artPath, sources[0]).href, cached: how });
+    };
+    if (module) fromCache('module');
+    else if (store) {
+      let b;
+      try { b = await store.get(a.digest); } catch { b = undefined; } // an unreadable cache is a miss
+      if (b) {
+        asked(); // nothing to request unless these bytes are refused below
+        b = asBytes(b);
+        const found = await timed(async () => b.byteLength === a.size ? sha256(b) : `${b.byteLength} bytes`);
+        if (found === a.digest) { bytes = b; fromCache('bytes'); } else {
+          m.cacheRefused = `the cached artifact of ${unitName} is ${found.startsWith('sha256:') ? `${a.size} bytes with digest ${found}` : found}, expected ${a.size} bytes with digest ${a.digest}: the cache entry was altered or damaged; it was deleted and the artifact fetched again`;
+          sink({ stage: 'cache', refused: m.cacheRefused });
+          try { await store.delete?.(a.digest); } catch { /* fetched again below; the put replaces it */ }
+        }
+      }
+    }
+    if (!module && !bytes) {
+      const afP = get(artPath, 'artifact', `artifact of ${unitName}`, { expectedSize: a.size, sink },
+        (r) => checkDigest(r.bytes, a.digest, `artifact of ${unitName}`, r.url, `the signed manifest ${te.manifest}${a === artHint ? ', hinted by the index' : ''}`));
+      asked(); // get() has called fetch by now
+      const af = await afP;
+      bytes = af.bytes;
+      m.artifactBytes = bytes.byteLength;
+      // Stored while the module compiles; a full or unavailable cache is no error.
+      if (store) stored = Promise.resolve().then(() => store.put(a.digest, bytes)).catch(() => {});
+    }
+    return { bytes, module, stored };
+  };
+  // Resolves once the artifact's request is out (or none is needed): the
+  // schemas are requested after it, so on HTTP/1.1 (six connections per host)
+  // the largest file is not queued behind a unit's many small schemas.
+  let artifactAsked;
+  const asked = new Promise((res) => { artifactAsked = res; });
+  const obtainArtifact = async (a, from, sink) => {
+    try { return await obtainArtifactBytes(a, from, sink, artifactAsked); } finally { artifactAsked(); }
+  };
+  let artifactP = null, packP = null;
+  if (artHint) {
+    artifactP = obtainArtifact(artHint, `${ix.url}: ${version}.${target}.artifact`, gated('artifact'));
+    artifactP.catch(() => {}); // awaited once the manifest names the same artifact
+  }
+  if (packHint) {
+    packP = get(blobPath(packHint.digest, ix.url), 'schemas', `schema pack of ${unitName}`, { expectedSize: packHint.size, sink: gated('schemas') },
+      (r) => checkDigest(r.bytes, packHint.digest, `schema pack of ${unitName}`, r.url, ix.url));
+    packP.catch(() => {});
+  }
   const sgs = await sgsP;
   const mf = await mfP;
   const tcWant = `molt unit ${name}@${version} ${target} ${te.manifest}`;
@@ -1323,72 +1413,61 @@ async function load(registry, { name, version, target = 'wasm32-wasi', onProgres
   want(manifest.depends === undefined || Array.isArray(manifest.depends), 'METADATA_INVALID', `${mf.url}: "depends" must be a list`);
   for (const d of manifest.depends ?? [])
     progress({ stage: 'depends', dependency: typeof d === 'string' ? d : `${d?.name}@${d?.version}`, fetched: false });
+  const inconsistent = `The registry is inconsistent (its index disagrees with a signed manifest): do not use it; its publisher must run mrecipe registry verify, and mrecipe registry refresh --resign to rewrite the hints.`;
+  if (artHint)
+    want(artHint.digest === art.digest && artHint.size === art.size, 'METADATA_INVALID',
+      `${ix.url}: ${version}.${target}.artifact hints ${artHint.digest} (${artHint.size} bytes), but the signed manifest ${te.manifest} names ${art.digest} (${art.size} bytes) as the artifact of ${unitName}. ${inconsistent}`,
+      { url: ix.url, expected: art.digest, found: artHint.digest });
 
-  // 6. The artifact, by its digest from the signed manifest: a module
-  // compiled from it before (memory), else its bytes from the cache, hashed
-  // again, else downloaded (size cap while downloading, then digest).
-  const artPath = blobPath(art.digest, `${mf.url}: artifact`);
-  // Resolves once the artifact's request is out (or none is needed): the
-  // schemas are requested after it, so on HTTP/1.1 (six connections per host)
-  // the largest file is not queued behind a unit's many small schemas.
-  let artifactAsked;
-  const asked = new Promise((res) => { artifactAsked = res; });
-  const obtainArtifact = async () => {
-    try { return await obtainArtifactBytes(); } finally { artifactAsked(); }
-  };
-  const obtainArtifactBytes = async () => {
-    let bytes = null, module = store ? modules.get(art.digest) : undefined, stored = null;
-    const fromCache = (how) => {
-      m.cached = how;
-      m.artifactBytes = art.size;
-      progress({ stage: 'artifact', loaded: art.size, total: art.size, url: new URL(artPath, sources[0]).href, cached: how });
-    };
-    if (module) fromCache('module');
-    else if (store) {
-      let b;
-      try { b = await store.get(art.digest); } catch { b = undefined; } // an unreadable cache is a miss
-      if (b) {
-        artifactAsked(); // nothing to request unless these bytes are refused below
-        b = asBytes(b);
-        const found = await timed(async () => b.byteLength === art.size ? sha256(b) : `${b.byteLength} bytes`);
-        if (found === art.digest) { bytes = b; fromCache('bytes'); } else {
-          m.cacheRefused = `the cached artifact of ${unitName} is ${found.startsWith('sha256:') ? `${art.size} bytes with digest ${found}` : found}, expected ${art.size} bytes with digest ${art.digest}: the cache entry was altered or damaged; it was deleted and the artifact fetched again`;
-          progress({ stage: 'cache', refused: m.cacheRefused });
-          try { await store.delete?.(art.digest); } catch { /* fetched again below; the put replaces it */ }
-        }
-      }
-    }
-    if (!module && !bytes) {
-      const afP = get(artPath, 'artifact', `artifact of ${unitName}`, { expectedSize: art.size },
-        (r) => checkDigest(r.bytes, art.digest, `artifact of ${unitName}`, r.url, `the signed manifest ${te.manifest}`));
-      artifactAsked(); // get() has called fetch by now
-      const af = await afP;
-      bytes = af.bytes;
-      m.artifactBytes = bytes.byteLength;
-      // Stored while the module compiles; a full or unavailable cache is no error.
-      if (store) stored = Promise.resolve().then(() => store.put(art.digest, bytes)).catch(() => {});
-    }
-    return { bytes, module, stored };
-  };
-  // Schema blobs named in the manifest: digest, well-formed, the id/version
-  // listed. The artifact is fetched meanwhile: its size and digest come from
-  // the signed manifest, and it is used only once the schemas are checked.
+  // 6. Schema blobs named in the manifest: digest, well-formed, the id/version
+  // listed; from the hinted pack when there is one. The artifact is fetched
+  // meanwhile: its size and digest come from the signed manifest, and it is
+  // used only once the schemas are checked.
   progress({ stage: 'schemas' });
-  const artifactP = obtainArtifact();
-  artifactP.catch(() => {}); // awaited below, after the schemas
-  await asked;
-  // Fetched together, checked one by one in manifest order.
-  const fetched = await Promise.all(manifest.schemas.map((s) =>
-    get(blobPath(s?.digest, `${mf.url}: schema ${schemaKey(s?.id, s?.version)}`), 'schemas', `schema ${schemaKey(s?.id, s?.version)}`, { maxSize: lim.schema },
-      (r) => checkDigest(r.bytes, s.digest, `schema ${schemaKey(s.id, s.version)}`, r.url, mf.url))));
+  if (!artifactP) {
+    artifactP = obtainArtifact(art, `${mf.url}: artifact`, progress);
+    artifactP.catch(() => {}); // awaited below, after the schemas
+    await asked;
+  }
   const docs = [];
-  for (const [i, s] of manifest.schemas.entries()) {
-    const sb = fetched[i];
-    await checkDigest(sb.bytes, s.digest, `schema ${schemaKey(s.id, s.version)}`, sb.url, mf.url);
-    docs.push({ doc: parseJson(sb.bytes, sb.url), url: sb.url });
+  if (packP) {
+    release('schemas');
+    const pk = await packP;
+    let list = null;
+    try { list = JSON.parse(utf8d.decode(pk.bytes)); } catch { /* refused below */ }
+    want(Array.isArray(list) && list.every((x) => typeof x === 'string'), 'METADATA_INVALID',
+      `${pk.url}: schema pack of ${unitName}: expected a JSON array of strings (docs/registry.md, "Hints"), found ${list === null ? 'no JSON' : `a JSON ${Array.isArray(list) ? 'array holding a non-string' : typeof list}`}. ${inconsistent}`);
+    const entries = await timed(() => Promise.all(list.map(async (text) => { const b = utf8.encode(text); return { b, d: await sha256(b) }; })));
+    const ms = manifest.schemas, why = [];
+    if (entries.length === ms.length) {
+      for (const [i, s] of ms.entries())
+        if (entries[i].d !== s?.digest) why.push(`entry ${i} hashes to ${entries[i].d}, but the manifest lists ${schemaKey(s?.id, s?.version)} as ${s?.digest}`);
+    } else {
+      why.push(`it holds ${entries.length} document(s), the manifest lists ${ms.length} schema(s)`);
+      for (const s of ms) if (!entries.some((e) => e.d === s?.digest)) why.push(`it lacks ${schemaKey(s?.id, s?.version)} (${s?.digest})`);
+      for (const [i, e] of entries.entries()) if (!ms.some((s) => s?.digest === e.d)) why.push(`entry ${i} (${e.d}) is not a schema the manifest lists`);
+    }
+    want(!why.length, 'METADATA_INVALID', `${pk.url}: the schema pack of ${unitName} (hinted by ${ix.url}) does not hold exactly the schemas of the signed manifest ${te.manifest}: ${why.join('; ')}. ${inconsistent}`,
+      { url: pk.url });
+    for (const [i, s] of ms.entries()) {
+      const url = `${pk.url}#${i}`;
+      sizeOk(entries[i].b.byteLength, lim.schema, `${url}: schema ${schemaKey(s.id, s.version)}`);
+      docs.push({ doc: parseJson(entries[i].b, url), url });
+    }
+  } else {
+    // Fetched together, checked one by one in manifest order.
+    const fetched = await Promise.all(manifest.schemas.map((s) =>
+      get(blobPath(s?.digest, `${mf.url}: schema ${schemaKey(s?.id, s?.version)}`), 'schemas', `schema ${schemaKey(s?.id, s?.version)}`, { maxSize: lim.schema },
+        (r) => checkDigest(r.bytes, s.digest, `schema ${schemaKey(s.id, s.version)}`, r.url, mf.url))));
+    for (const [i, s] of manifest.schemas.entries()) {
+      const sb = fetched[i];
+      await checkDigest(sb.bytes, s.digest, `schema ${schemaKey(s.id, s.version)}`, sb.url, mf.url);
+      docs.push({ doc: parseJson(sb.bytes, sb.url), url: sb.url });
+    }
   }
   const functions = await unitFunctions(manifest, docs, mf.url);
 
+  release('artifact');
   const { bytes, module, stored } = await artifactP;
 
   const started = await startUnit(bytes, { module, engine: startEngine(), name, version, target, manifest, manifestDigest: te.manifest, signedBy: mfSig.keyIdHex,

@@ -37,7 +37,7 @@ print(sum(len(v) for n in s['indexes'] for v in json.load(open(sys.argv[1]+'/ind
   [ "$n" = "$nunits" ] && ok "$name: all $nunits units are listed" || fail "$name: $n of $nunits units listed"
 }
 
-points="after-lock after-artifact-blob after-schema-blob after-manifest-blob
+points="after-lock after-artifact-blob after-schema-blob after-pack-blob after-manifest-blob
 after-signature-blob stage:1 stage:2 stage:3 after-journal commit-rename:1
 commit-rename:2 commit-rename:3 after-commit after-artifact-blob:3 stage:7"
 for p in $points; do

@@ -40,6 +40,10 @@ run "$MRECIPE" registry verify -r "$T/two-bad" -k "$oldpub:$T/new.pub"
 expect "a broken second signature is caught, with its path" 1 "$second"
 
 # --- concurrent publishers ----------------------------------------------------
+# Units in the fixture (every recipe's targets), however many recipes there are.
+nunits=$(python3 -c "
+import json,sys,os
+r=sys.argv[1]; print(sum(len(t) for f in os.listdir(r+'/index') for t in json.load(open(r+'/index/'+f))['versions'].values()))" "$FIXTURE/registry")
 for round in 1 2 3; do
   r=$T/conc$round
   pub -r "$r" -s "$old" >"$T/a.out" 2>"$T/a.err" & a=$!
@@ -47,8 +51,8 @@ for round in 1 2 3; do
   wait $a; ca=$?; wait $b; cb=$?
   real=$(cat "$T/a.out" "$T/b.out" | grep -c '^published ')
   same=$(cat "$T/a.out" "$T/b.out" | grep -c '^unchanged ')
-  if [ "$ca" = 0 ] && [ "$cb" = 0 ] && [ "$real" = 6 ] && [ "$same" = 6 ] && [ "$(sver "$r")" = "$real" ]; then
-    ok "round $round: two publishers at once: both succeed, 6 real changes, snapshot version $real"
+  if [ "$ca" = 0 ] && [ "$cb" = 0 ] && [ "$real" = "$nunits" ] && [ "$same" = "$nunits" ] && [ "$(sver "$r")" = "$real" ]; then
+    ok "round $round: two publishers at once: both succeed, $nunits real changes, snapshot version $real"
   else
     fail "round $round: exits $ca/$cb, published $real, unchanged $same, version $(sver "$r"): $(cat "$T/a.err" "$T/b.err")"
   fi
@@ -145,6 +149,97 @@ run env MRECIPE="$MRECIPE" MRECIPE_SECRET_KEY="$(cat "$old")" "$here/scripts/ci-
 expect "scripts/ci-publish builds, tests, publishes and verifies" 0 "$T/ci: ok"
 run env MRECIPE="$MRECIPE" MRECIPE_SECRET_KEY= "$here/scripts/ci-publish" "$T/ci" "$oldpub" "$FIXTURE/out"
 expect "ci-publish without a key says what to set" 2 "set MRECIPE_SECRET_KEY"
+# --- hints: artifact and schema pack in index entries (docs/registry.md) -------
+h=$T/hints
+cp -r "$FIXTURE/registry" "$h"
+hent() { python3 -c "import json,sys;e=json.load(open('$1/index/'+sys.argv[1]+'.json'))['versions']['0.1.0']['wasm32-wasi'];print(json.dumps(e))" "${2:-hello}"; }
+hfield() { python3 -c "import json,sys;v=eval('json.loads(sys.argv[1])'+sys.argv[2]);print(v if isinstance(v,str) else json.dumps(v))" "$(hent "$h" "${2:-hello}")" "$1"; }
+# hedit PYTHON: runs PYTHON with e = the hello wasm32-wasi entry, writes the
+# index, lists it in snapshot.json and signs a new snapshot (refresh).
+hedit() {
+  python3 - "$h" "$1" <<'PY'
+import hashlib, json, sys
+p = sys.argv[1] + '/index/hello.json'; ix = json.load(open(p)); e = ix['versions']['0.1.0']['wasm32-wasi']
+exec(sys.argv[2]); b = json.dumps(ix, indent=1).encode(); open(p, 'wb').write(b)
+sp = sys.argv[1] + '/snapshot.json'; s = json.load(open(sp))
+s['indexes']['hello'] = {'digest': 'sha256:' + hashlib.sha256(b).hexdigest(), 'size': len(b)}
+open(sp, 'w').write(json.dumps(s, indent=1))
+PY
+  "$MRECIPE" registry refresh -r "$h" -s "$old" >/dev/null
+}
+pack=$(hfield "['schemas_pack']['digest']")
+python3 - "$h" "$(hent "$h")" <<'PY' && ok "publish hints the manifest's artifact and a pack of its schemas, in manifest order" || fail "hints: $(hent "$h")"
+import hashlib, json, sys
+r, e = sys.argv[1], json.loads(sys.argv[2])
+m = json.load(open(r + '/blobs/sha256/' + e['manifest'][7:]))
+assert e['artifact'] == {'digest': m['artifact']['digest'], 'size': m['artifact']['size']}
+b = open(r + '/blobs/sha256/' + e['schemas_pack']['digest'][7:], 'rb').read()
+assert len(b) == e['schemas_pack']['size']
+docs = json.loads(b)
+assert ['sha256:' + hashlib.sha256(d.encode()).hexdigest() for d in docs] == [s['digest'] for s in m['schemas']]
+PY
+run "$MRECIPE" registry gc -r "$h"
+[ "$code" = 0 ] && ! printf '%s' "$out" | grep -q "${pack:7}" && ok "gc counts the schema pack as referenced" || fail "gc: $out $err"
+run "$MRECIPE" registry gc -r "$h" --delete
+[ -f "$h/blobs/sha256/${pack:7}" ] && ok "gc --delete keeps the schema pack" || fail "the pack is gone: $out"
+run "$MRECIPE" registry verify -r "$h" -k "$oldpub"
+expect "a registry with hints verifies, no warnings" 0 "$h: ok"
+printf '%s' "$err" | grep -q warning && fail "warnings: $err" || ok "no blob is unreferenced"
+run "$MRECIPE" registry yank hello@0.1.0 -t wasm32-wasi -r "$h" -s "$old"
+[ "$(hfield "['schemas_pack']['digest']")" = "$pack" ] && [ -n "$(hfield "['artifact']['digest']")" ] \
+  && ok "yank keeps the hints" || fail "after yank: $(hent "$h")"
+"$MRECIPE" registry unyank hello@0.1.0 -r "$h" -s "$old" >/dev/null
+other=$(hfield "['artifact']" countdown)
+hedit "e['artifact'] = $other"
+run "$MRECIPE" registry verify -r "$h" -k "$oldpub"
+expect "verify: a hinted artifact other than the manifest's is a problem naming the entry" 1 \
+  "index/hello.json: hello@0.1.0 wasm32-wasi: hint \"artifact\" is $(python3 -c "import json,sys;print(json.loads(sys.argv[1])['digest'])" "$other")"
+expect "and says how to repair it" 1 "'mrecipe registry refresh --resign' rewrites the hints"
+run "$MRECIPE" registry refresh --resign -r "$h" -s "$old"
+run "$MRECIPE" registry verify -r "$h" -k "$oldpub"
+expect "refresh --resign rewrites the hints from the manifest" 0 "$h: ok"
+short=$(python3 - "$h" "$pack" <<'PY'
+import hashlib, json, sys
+r, d = sys.argv[1], sys.argv[2]
+b = json.dumps(json.load(open(r + '/blobs/sha256/' + d[7:]))[:-1]).encode()
+h = hashlib.sha256(b).hexdigest(); open(r + '/blobs/sha256/' + h, 'wb').write(b)
+print('{"digest": "sha256:%s", "size": %d}' % (h, len(b)))
+PY
+)
+hedit "e['schemas_pack'] = $short"
+run "$MRECIPE" registry verify -r "$h" -k "$oldpub"
+expect "verify: a pack missing a schema is a problem naming the entry" 1 "index/hello.json: hello@0.1.0 wasm32-wasi: schema pack"
+expect "and the counts" 1 "holds 1 document, but the signed manifest lists 2 schemas"
+"$MRECIPE" registry refresh --resign -r "$h" -s "$old" >/dev/null
+cp "$h/blobs/sha256/${pack:7}" "$T/pack.bak"
+python3 - "$h/blobs/sha256/${pack:7}" <<'PY'
+import sys; p = sys.argv[1]; b = bytearray(open(p, 'rb').read()); b[3] ^= 1; open(p, 'wb').write(b)
+PY
+run "$MRECIPE" registry verify -r "$h" -k "$oldpub"
+expect "verify: an altered pack blob is a problem" 1 "schema pack $h/blobs/sha256/${pack:7}: expected"
+rm "$h/blobs/sha256/${pack:7}"
+run "$MRECIPE" registry verify -r "$h" -k "$oldpub"
+expect "verify: a missing pack blob is a problem naming it" 1 "schema pack blob $pack missing"
+cp "$T/pack.bak" "$h/blobs/sha256/${pack:7}"
+hedit "del e['artifact']; del e['schemas_pack']"
+run "$MRECIPE" registry verify -r "$h" -k "$oldpub"
+expect "an entry without hints (an older registry) verifies" 0 "$h: ok"
+run "$MRECIPE" registry refresh --resign -r "$h" -s "$old"
+[ "$(hfield "['schemas_pack']['digest']")" = "$pack" ] && ok "refresh --resign adds hints to entries published without" \
+  || fail "after resign: $(hent "$h")"
+# The pack is a blob like the others: written before the commit point.
+pub -r "$T/hc-base" -s "$old" hello >/dev/null
+cp -r "$T/hc-base" "$T/hc"
+rm -rf "$T/hc"/index "$T/hc"/snapshot.json* "$T/hc/blobs/sha256"/*
+run env MRECIPE_FAULT=after-pack-blob "$MRECIPE" publish -C "$here" --out "$FIXTURE/out" -s "$old" -r "$T/hc" hello
+expect "a crash right after the pack blob is written (fault after-pack-blob)" 99
+[ ! -e "$T/hc/index/hello.json" ] && [ -f "$T/hc/blobs/sha256/${pack:7}" ] \
+  && ok "the crash left the pack blob and no index entry" || fail "after the crash: $(ls "$T/hc" "$T/hc/blobs/sha256")"
+run pub -r "$T/hc" -s "$old" hello
+expect "the next publish completes the job" 0 "published hello@0.1.0 (wasm32-wasi)"
+run "$MRECIPE" registry verify -r "$T/hc" -k "$oldpub"
+expect "and the result verifies with its hints" 0 "$T/hc: ok"
+
 # --- registry verify against a trust policy ---------------------------------
 kid=$(sed -n 's/^untrusted comment: minisign public key \([0-9A-F]*\)$/\1/p' "$FIXTURE/dev.pub")
 cp "$FIXTURE/dev.pub" "$T/dev.pub"

@@ -36,7 +36,8 @@ int mr_registry_yank(const char *root, mr_seckey *const *keys, size_t nkeys,
 
 /* Signs a new snapshot (version + 1, new expiry, "signers" = `keys`). With
  * `resign`, also replaces every index entry's signatures with fresh ones by
- * exactly `keys` (key rotation), after checking each manifest blob's digest. */
+ * exactly `keys` (key rotation), after checking each manifest blob's digest,
+ * and rewrites its hints ("artifact", "schemas_pack") from the manifest. */
 int mr_registry_refresh(const char *root, mr_seckey *const *keys, size_t nkeys,
 			int expires_days, int resign);
 
@@ -70,7 +71,9 @@ int mr_snapshot_verify(cJSON **out, const mr_pubkey *keys, size_t nkeys,
  * signatures (snapshot.json.minisig and snapshot.json.<KEYID>.minisig: at
  * least one by a trusted key, none by a trusted key failing) and expiry,
  * each index against the snapshot, every manifest's size, digest and
- * signatures, and that every artifact and schema it names is present.
+ * signatures, that every artifact and schema it names is present, and that
+ * an entry's hints agree with its manifest (the schema pack present and
+ * holding exactly the manifest's schemas, in its order).
  * Problems are appended to `report`, one line each with the path; lines
  * starting "warning: " (unreferenced blobs, stale temporary files, an
  * interrupted publish) are not problems. With a `policy`, each unit's
@@ -120,9 +123,15 @@ void mr__txn_free(mr__txn *t);
 int mr__sign_manifest(const char *root, mr_seckey *const *keys, size_t nkeys,
 		      const cJSON *manifest, const char *mdigest,
 		      const mr_buf *m, cJSON *sigs);
+/* Sets an index entry's hints from manifest `m` (docs/registry.md, "Hints"):
+ * "artifact" {digest, size}, and "schemas_pack" {digest, size} naming a blob
+ * (written unless present) that packs the manifest's schema documents, read
+ * from their blobs in `root` and checked against their digests. Replaces
+ * older hints; a manifest with no schemas gets no "schemas_pack". */
+int mr__entry_hints(const char *root, const cJSON *m, cJSON *entry);
 /* Every digest the index files reference (manifests, signatures, artifacts,
- * schemas), as a sorted array of "sha256:..." strings (caller frees each
- * and the array). */
+ * schemas, hinted artifacts and schema packs), as a sorted array of
+ * "sha256:..." strings (caller frees each and the array). */
 int mr__reg_refs(const char *root, char ***out, size_t *n);
 /* 1 if the sorted `refs` holds `digest`. */
 int mr__refs_has(char *const *refs, size_t n, const char *digest);
