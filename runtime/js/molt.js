@@ -1597,10 +1597,9 @@ const yieldNow = typeof setImmediate === 'function'
     : () => new Promise((r) => setTimeout(r, 0));
 
 /**
- * How long a poll loop may run between two yields to the event loop, ms. A
- * task yields after its first pending poll, then whenever this much time has
- * passed: a cancel (a message, in a Worker) is seen within it, and a long
- * task does not pay a yield for every poll.
+ * How long a task's poll loop may run between two yields to the event loop,
+ * ms: a cancel (a message, in a Worker) is seen within it, a long task does
+ * not pay a yield for every poll, and a short one pays none.
  */
 export const YIELD_MS = 4;
 
@@ -1609,7 +1608,7 @@ export const YIELD_MS = 4;
 // envelope comes built), so it runs the same on the calling thread and in
 // the unit's Worker.
 class Engine {
-  #module; #o; #ex = null; #out = 0; #instances = 0; #discarded = ''; #reviving = null; #closed = false; #lastYield = 0;
+  #module; #o; #ex = null; #out = 0; #instances = 0; #discarded = ''; #reviving = null; #closed = false;
 
   /**
    * @param {WebAssembly.Module} module compiled from verified bytes, with no imports
@@ -1719,6 +1718,7 @@ class Engine {
         job.task = task;
         if (job.cancelled) this.#enter(() => ex.molt_cancel(task), 'molt_cancel');
         this.#checkMemory(ex, label);
+        let ranSince = now();
         for (let polls = 1; ; polls++) {
           if (this.#ex !== ex)
             fail(this.#closed ? 'UNIT_CLOSED' : 'UNIT_BROKEN', this.#closed ? `${label}: the unit was closed (unit.close()) while this task ran; the task is lost`
@@ -1728,11 +1728,13 @@ class Engine {
           this.#checkMemory(ex, label);
           if (st === 0) {
             if (late()) this.#timeout(ex, task, t0, polls, lim, label);
-            // After the first pending poll, then every YIELD_MS: a cancel is
-            // a message (Worker) or a callback (this thread) that must get in.
-            if (polls === 1 || now() - this.#lastYield >= YIELD_MS) {
+            // Every YIELD_MS of this task's polling: a cancel is a message
+            // (Worker) or a callback (this thread) that must get in, and
+            // other tasks take their turn. A task shorter than that never
+            // pays for a yield.
+            if (now() - ranSince >= YIELD_MS) {
               await yieldNow();
-              this.#lastYield = now();
+              ranSince = now();
             }
             continue;
           }
