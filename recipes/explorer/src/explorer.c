@@ -203,6 +203,8 @@ static int one_step(molt_task *t, xstate *s, const msgpack_object *in, int kind)
 	if (s->stage == ST_START) {
 		if (get_handle(t, s, in) || !(s->step = xstep_new(t, kind, in, s->cur, "")))
 			return MOLT_FAILED;
+		/* A filter that keeps nothing only counts. */
+		s->step->count = kind == XS_FILTER && !get_bool(in, "keep", 1);
 		s->stage = ST_STEPS;
 	}
 	return xstep_run(t, s->step);

@@ -45,6 +45,8 @@ typedef struct {
 	uint32_t *off;     /* XSTRING: n + 1 offsets into s */
 	char *s;
 	uint8_t *valid;    /* 1 a row; NULL: no nulls */
+	int ranged;        /* XINT: lo..hi known (the values once written) */
+	int64_t lo, hi;    /* the least and greatest valid value (lo > hi: none) */
 } xcol;
 
 /* A selection: logical row k is physical row idx[k]; increasing. */
@@ -167,6 +169,18 @@ typedef struct {
 	const uint8_t *valid;
 } xvals;
 void xexpr_result(const xexpr *x, xvals *out);
+/* A predicate `column OP literal` over numbers, for filter's typed scan. */
+enum { XC_EQ, XC_NE, XC_LT, XC_LE, XC_GT, XC_GE };
+typedef struct {
+	int col;           /* the column (int or float) */
+	int op;            /* XC_* */
+	xtype type;        /* the literal's: XINT (i, and f = (double)i) or XFLOAT (f) */
+	int64_t i;
+	double f;
+} xcmp;
+/* 1 and *out filled if x is one comparison of a number column with a
+ * non-null number literal, else 0. */
+int xexpr_compare_lit(const xexpr *x, xcmp *out);
 void xexpr_free(xexpr *x);
 
 /* ---- output ------------------------------------------------------------- */

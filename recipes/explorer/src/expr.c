@@ -443,6 +443,24 @@ xtype xexpr_type(const xexpr *x)
 	return t == XNULL ? XSTRING : t;
 }
 
+int xexpr_compare_lit(const xexpr *x, xcmp *out)
+{
+	const xnode *nd = &x->nodes[x->root], *a, *b;
+
+	if (nd->op < O_EQ || nd->op > O_GE || nd->allnull || nd->nargs != 2)
+		return 0;
+	a = &x->nodes[nd->args[0]];
+	b = &x->nodes[nd->args[1]];
+	if (a->op != O_COL || !is_num(a->type) || b->op != O_LIT || !b->lvalid || !is_num(b->type))
+		return 0;
+	out->col = a->col;
+	out->op = nd->op - O_EQ;
+	out->type = b->type;
+	out->i = b->li;
+	out->f = b->type == XINT ? (double)b->li : b->lf;
+	return 1;
+}
+
 void xexpr_result(const xexpr *x, xvals *out)
 {
 	*out = x->nodes[x->root].v;

@@ -108,8 +108,7 @@ xstep *xstep_new(molt_task *t, int kind, const msgpack_object *m, xds *in, const
 				  xtype_name(xexpr_type(s->x)));
 			goto fail;
 		}
-		if (!(s->sel = malloc((in->rows ? in->rows : 1) * sizeof(uint32_t))))
-			goto nomem;
+		s->fast = xexpr_compare_lit(s->x, &s->cmp);
 	} else if (kind == XS_MAP) {
 		const msgpack_object *c = xget(m, "columns");
 		xpath(p, sizeof(p), prefix, "columns", 0);
@@ -256,10 +255,100 @@ fail:
 
 /* ---- filter --------------------------------------------------------------- */
 
+/* One loop per shape: logical rows [start, start + n), through idx when
+ * there is a selection, physical rows to out unless only counted. */
+#define SCAN(TEST)                                                   \
+	do {                                                         \
+		if (!idx && !out)                                    \
+			for (r = 0; r < n; r++) {                    \
+				p = start + r;                       \
+				m += (TEST);                         \
+			}                                            \
+		else if (!idx)                                       \
+			for (r = 0; r < n; r++) {                    \
+				p = start + r;                       \
+				out[m] = p;                          \
+				m += (TEST);                         \
+			}                                            \
+		else if (!out)                                       \
+			for (r = 0; r < n; r++) {                    \
+				p = idx[start + r];                  \
+				m += (TEST);                         \
+			}                                            \
+		else                                                 \
+			for (r = 0; r < n; r++) {                    \
+				p = idx[start + r];                  \
+				out[m] = p;                          \
+				m += (TEST);                         \
+			}                                            \
+	} while (0)
+
+/* The rows where column c compares with the literal as q says (nulls never
+ * match): their count, and their physical rows in out (NULL: count only).
+ * Ints against an int are one unsigned range test; the rest compare as
+ * doubles with C's operators, which are IEEE 754's (NaN: only ne holds). */
+static uint32_t scan_cmp(const xcmp *q, const xcol *c, const uint32_t *idx, uint32_t start,
+			 uint32_t n, uint32_t *out)
+{
+	const uint8_t *v = c->valid;
+	const int64_t *xi = c->i;
+	const double *xf = c->f;
+	uint32_t m = 0, r, p;
+	unsigned neg = q->op == XC_NE;
+
+	if (c->type == XINT && q->type == XINT) {
+		int64_t lo = INT64_MIN, hi = INT64_MAX;
+		uint64_t ulo, span;
+		switch (q->op) {
+		case XC_EQ: case XC_NE: lo = hi = q->i; break;
+		case XC_LT: if (q->i == INT64_MIN) return 0; hi = q->i - 1; break;
+		case XC_LE: hi = q->i; break;
+		case XC_GT: if (q->i == INT64_MAX) return 0; lo = q->i + 1; break;
+		default: lo = q->i; break;
+		}
+		ulo = (uint64_t)lo;
+		span = (uint64_t)hi - ulo;
+		if (v)
+			SCAN(((((uint64_t)xi[p] - ulo) <= span) ^ neg) & v[p]);
+		else
+			SCAN((((uint64_t)xi[p] - ulo) <= span) ^ neg);
+	} else {
+		double k = q->f;
+		unsigned lt = q->op == XC_LT || q->op == XC_LE, gt = q->op == XC_GT || q->op == XC_GE,
+			 eq = !lt && !gt ? 1u : q->op != XC_LT && q->op != XC_GT;
+#define FT(x) (((((x) < k) & lt) | (((x) == k) & eq) | (((x) > k) & gt)) ^ neg)
+		if (c->type == XFLOAT && v)
+			SCAN(FT(xf[p]) & v[p]);
+		else if (c->type == XFLOAT)
+			SCAN(FT(xf[p]));
+		else if (v)
+			SCAN(FT((double)xi[p]) & v[p]);
+		else
+			SCAN(FT((double)xi[p]));
+#undef FT
+	}
+	return m;
+}
+
 static int run_filter(molt_task *t, xstep *s)
 {
 	xds *d = s->in;
 
+	if (!s->sel && (!s->fast || !s->count) &&
+	    !(s->sel = malloc((d->rows ? d->rows : 1) * sizeof(uint32_t))))
+		return oom(t);
+	if (s->fast) {
+		const xcol *c = d->cols[s->cmp.col];
+		while (s->pos < d->rows) {
+			uint32_t n = (uint32_t)molt_step_take(t, d->rows - s->pos);
+			if (!n)
+				return MOLT_PENDING;
+			s->nsel += scan_cmp(&s->cmp, c, d->sel ? d->sel->idx : NULL, s->pos, n,
+					    s->sel ? s->sel + s->nsel : NULL);
+			s->pos += n;
+		}
+		return MOLT_DONE;
+	}
 	while (s->pos < d->rows) {
 		uint32_t n = d->rows - s->pos, r;
 		xvals v;
@@ -292,9 +381,16 @@ static int run_filter(molt_task *t, xstep *s)
 
 static int finish_filter(molt_task *t, xstep *s)
 {
-	xds *o = xds_new(s->in->ncols);
+	xds *o = xds_new(s->count ? 0 : s->in->ncols);
 	uint32_t k;
 
+	if (s->count) { /* only rows is read: no selection, no columns */
+		if (!o)
+			return oom(t);
+		o->rows = s->nsel;
+		s->out = o;
+		return 0;
+	}
 	if (!o || !(o->sel = calloc(1, sizeof(xsel)))) {
 		xds_unref(o);
 		return oom(t);
@@ -549,59 +645,188 @@ static int rehash(molt_task *t, xstep *s)
 	return 0;
 }
 
-static void accumulate(xstep *s, uint32_t g, uint32_t p)
+/* Adds physical row p to group g's accumulator of aggregate a. */
+static void accumulate(xstep *s, uint32_t a, uint32_t g, uint32_t p)
 {
-	uint32_t a;
-
-	s->rows[g]++;
-	for (a = 0; a < s->naggs; a++) {
-		const xagg *ag = &s->aggs[a];
-		size_t at = (size_t)g * s->naggs + a;
-		const xcol *c;
-		int first;
-		if (ag->col < 0)
-			continue;
-		c = s->in->cols[ag->col];
-		if (!xcol_valid(c, p))
-			continue;
-		first = s->acnt[at]++ == 0;
-		switch (ag->op) {
-		case XA_SUM:
-		case XA_MEAN:
-			if (c->type == XINT) {
-				s->iacc[at] = (int64_t)((uint64_t)s->iacc[at] + (uint64_t)c->i[p]);
-				s->facc[at] += (double)c->i[p];
-			} else {
-				s->facc[at] += c->f[p];
-			}
-			break;
-		case XA_MIN:
-		case XA_MAX: {
-			int mx = ag->op == XA_MAX;
-			if (c->type == XINT || c->type == XBOOL) {
-				int64_t v = c->type == XINT ? c->i[p] : c->b[p];
-				if (first || (mx ? v > s->iacc[at] : v < s->iacc[at]))
-					s->iacc[at] = v;
-			} else if (c->type == XFLOAT) {
-				double v = c->f[p];
-				if (first || (mx ? v > s->facc[at] : v < s->facc[at]))
-					s->facc[at] = v;
-			} else if (first || (mx ? str_less(c, (uint32_t)s->iacc[at], p)
-					   : str_less(c, p, (uint32_t)s->iacc[at]))) {
-				s->iacc[at] = p;
-			}
-			break;
+	const xagg *ag = &s->aggs[a];
+	size_t at = (size_t)g * s->naggs + a;
+	const xcol *c = s->in->cols[ag->col];
+	int first;
+	if (!xcol_valid(c, p))
+		return;
+	first = s->acnt[at]++ == 0;
+	switch (ag->op) {
+	case XA_SUM:
+	case XA_MEAN:
+		if (c->type == XINT) {
+			s->iacc[at] = (int64_t)((uint64_t)s->iacc[at] + (uint64_t)c->i[p]);
+			s->facc[at] += (double)c->i[p];
+		} else {
+			s->facc[at] += c->f[p];
 		}
-		default:
-			break;
+		break;
+	case XA_MIN:
+	case XA_MAX: {
+		int mx = ag->op == XA_MAX;
+		if (c->type == XINT || c->type == XBOOL) {
+			int64_t v = c->type == XINT ? c->i[p] : c->b[p];
+			if (first || (mx ? v > s->iacc[at] : v < s->iacc[at]))
+				s->iacc[at] = v;
+		} else if (c->type == XFLOAT) {
+			double v = c->f[p];
+			if (first || (mx ? v > s->facc[at] : v < s->facc[at]))
+				s->facc[at] = v;
+		} else if (first || (mx ? str_less(c, (uint32_t)s->iacc[at], p)
+				   : str_less(c, p, (uint32_t)s->iacc[at]))) {
+			s->iacc[at] = p;
+		}
+		break;
+	}
+	default:
+		break;
+	}
+}
+
+/* Adds rows phys[0..n) to their groups gid[0..n), one aggregate at a time
+ * (each group still sees its rows in order, so sums are as row by row);
+ * count, sum and mean of a column without nulls in tight loops. */
+static void accumulate_rows(xstep *s, const uint32_t *gid, const uint32_t *phys, uint32_t n)
+{
+	uint32_t a, r, na = s->naggs;
+
+	for (r = 0; r < n; r++)
+		s->rows[gid[r]]++;
+	for (a = 0; a < na; a++) {
+		const xagg *ag = &s->aggs[a];
+		const xcol *c = ag->col >= 0 ? s->in->cols[ag->col] : NULL;
+		int64_t *cnt = s->acnt + a, *ia = s->iacc + a;
+		double *fa = s->facc + a;
+		if (!c)
+			continue;
+		if (c->valid || (ag->op != XA_COUNT && ag->op != XA_SUM && ag->op != XA_MEAN)) {
+			for (r = 0; r < n; r++)
+				accumulate(s, a, gid[r], phys[r]);
+		} else if (ag->op == XA_COUNT) {
+			for (r = 0; r < n; r++)
+				cnt[(size_t)gid[r] * na]++;
+		} else if (c->type == XINT) {
+			for (r = 0; r < n; r++) {
+				size_t at = (size_t)gid[r] * na;
+				int64_t v = c->i[phys[r]];
+				cnt[at]++;
+				ia[at] = (int64_t)((uint64_t)ia[at] + (uint64_t)v);
+				fa[at] += (double)v;
+			}
+		} else {
+			for (r = 0; r < n; r++) {
+				size_t at = (size_t)gid[r] * na;
+				cnt[at]++;
+				fa[at] += c->f[phys[r]];
+			}
 		}
 	}
+}
+
+/* Decides between the dense table and the hash: one int key whose values
+ * span at most 65536 and 4 slots a row goes dense. The range is scanned
+ * first (a unit per 8 rows; cached on the column when read in place). */
+static int plan_aggregate(molt_task *t, xstep *s)
+{
+	xds *d = s->in;
+	xcol *c = s->nkeys == 1 ? d->cols[s->keys[0]] : NULL;
+	uint32_t len = d->sel ? d->rows : (c ? c->n : 0);
+	uint64_t w;
+
+	if (!s->nkeys) { /* one group: the null slot */
+		s->dense = 1;
+		return (s->slots = calloc(1, 4)) ? MOLT_DONE : (oom(t), MOLT_FAILED);
+	}
+	if (!c || c->type != XINT || !d->rows) {
+		s->dense = -1;
+		return MOLT_DONE;
+	}
+	if (c->ranged) {
+		s->dlo = c->lo;
+		s->dhi = c->hi;
+		s->rpos = len;
+	} else if (!s->rpos) {
+		s->dlo = INT64_MAX;
+		s->dhi = INT64_MIN;
+	}
+	while (s->rpos < len) {
+		uint64_t k = molt_step_take(t, (len - s->rpos + 7) / 8) * 8;
+		uint32_t n = k < len - s->rpos ? (uint32_t)k : len - s->rpos, r;
+		if (!n)
+			return MOLT_PENDING;
+		for (r = s->rpos; r < s->rpos + n; r++) {
+			uint32_t p = d->sel ? d->sel->idx[r] : r;
+			int64_t x = c->i[p];
+			if (!xcol_valid(c, p))
+				continue;
+			s->dlo = x < s->dlo ? x : s->dlo;
+			s->dhi = x > s->dhi ? x : s->dhi;
+		}
+		s->rpos += n;
+		if (s->rpos == len && !d->sel) {
+			c->ranged = 1;
+			c->lo = s->dlo;
+			c->hi = s->dhi;
+		}
+	}
+	w = s->dhi < s->dlo ? 0 : (uint64_t)s->dhi - (uint64_t)s->dlo + 1;
+	s->dense = s->dhi < s->dlo || (w - 1 < 65536 && w <= (uint64_t)d->rows * 4) ? 1 : -1;
+	if (s->dense > 0) {
+		s->span = (uint32_t)w;
+		if (!(s->slots = calloc((size_t)w + 1, 4)))
+			return oom(t), MOLT_FAILED;
+	}
+	return MOLT_DONE;
+}
+
+/* The dense table: slot key - dlo (span: null) holds group + 1. Groups are
+ * numbered as they first appear, so their order is the hash path's. */
+static int run_dense(molt_task *t, xstep *s)
+{
+	xds *d = s->in;
+	const xcol *c = s->nkeys ? d->cols[s->keys[0]] : NULL;
+	uint64_t lo = (uint64_t)s->dlo;
+	uint32_t gid[XCHUNK], phys[XCHUNK];
+
+	while (s->pos < d->rows) {
+		uint32_t n = (uint32_t)molt_step_take(t, d->rows - s->pos), r, m;
+		if (!n)
+			return MOLT_PENDING;
+		for (; n; n -= m) {
+			m = n < XCHUNK ? n : XCHUNK;
+			for (r = 0; r < m; r++) {
+				uint32_t p = phys[r] = xds_phys(d, s->pos + r), k, g;
+				k = c && xcol_valid(c, p) ? (uint32_t)((uint64_t)c->i[p] - lo) : s->span;
+				if (!(g = s->slots[k])) {
+					if (new_group(t, s, p, 0))
+						return MOLT_FAILED;
+					g = s->slots[k] = s->ng;
+				}
+				gid[r] = g - 1;
+			}
+			accumulate_rows(s, gid, phys, m);
+			s->pos += m;
+		}
+	}
+	return MOLT_DONE;
 }
 
 static int run_aggregate(molt_task *t, xstep *s)
 {
 	xds *d = s->in;
+	uint32_t gid[XCHUNK], phys[XCHUNK];
+	int rc;
 
+	if (!s->dense && (rc = plan_aggregate(t, s)) != MOLT_DONE)
+		return rc;
+	if (s->dense > 0 && (rc = run_dense(t, s)) != MOLT_DONE)
+		return rc;
+	if (s->dense > 0)
+		goto done;
 	if (!s->slots && rehash(t, s))
 		return MOLT_FAILED;
 	while (s->pos < d->rows) {
@@ -611,7 +836,7 @@ static int run_aggregate(molt_task *t, xstep *s)
 		if (!molt_step_take(t, n))
 			return MOLT_PENDING;
 		for (r = 0; r < n; r++) {
-			uint32_t p = xds_phys(d, s->pos + r), i, g;
+			uint32_t p = phys[r] = xds_phys(d, s->pos + r), i, g;
 			uint64_t h = s->nkeys ? row_hash(s, p) : 0;
 			for (i = (uint32_t)h & (s->scap - 1);; i = (i + 1) & (s->scap - 1)) {
 				if (!s->slots[i]) {
@@ -627,10 +852,12 @@ static int run_aggregate(molt_task *t, xstep *s)
 				if (s->hash[g] == h && same_key(s, s->rep[g], p))
 					break;
 			}
-			accumulate(s, g, p);
+			gid[r] = g;
 		}
+		accumulate_rows(s, gid, phys, n);
 		s->pos += n;
 	}
+done:
 	/* No keys and no rows: still one group (count 0). */
 	if (!s->nkeys && !s->ng && new_group(t, s, 0, 0))
 		return MOLT_FAILED;

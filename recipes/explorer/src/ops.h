@@ -23,6 +23,9 @@ typedef struct {
 	uint32_t pos;      /* the next logical row */
 	/* filter */
 	xexpr *x;
+	int fast;          /* the predicate is cmp: a typed scan */
+	xcmp cmp;
+	int count;         /* only count the rows (filter with keep false) */
 	uint32_t *sel, nsel; /* paginate top-k: nsel rows in order */
 	/* map */
 	uint32_t nx;
@@ -38,6 +41,9 @@ typedef struct {
 	uint32_t ng, gcap, scap;
 	uint32_t *rep, *slots;
 	uint64_t *hash;
+	int dense;         /* 0: undecided; 1: slots indexed by key - dlo (span: null); -1: hash */
+	int64_t dlo, dhi;  /* the key's range, while it is scanned (dhi < dlo: no value) */
+	uint32_t span, rpos;
 	int64_t *rows, *acnt, *iacc;
 	double *facc;
 	/* paginate */
