@@ -3,7 +3,7 @@
 // in one headless Chromium on loopback; prints Markdown tables (BENCHMARKS.md,
 // "Typed Data Explorer vs Arquero, plain JS and DuckDB-wasm").
 //
-//   node bench/explorer.mjs [--fixture DIR] [--molt PATH] [--n 30] [--warmup 5] [--cold 15]
+//   node bench/explorer.mjs [--fixture DIR] [--molt PATH] [--n 100] [--warmup 5] [--cold 15]
 //                           [--engines explorer,arquero,plain,typed,duckdb] [--ops filter,group,...]
 //
 // Dataset: vega-datasets' flights-200k (200,000 rows: delay, distance, time)
@@ -44,7 +44,7 @@ const opt = (name, dflt) => { const i = args.indexOf(`--${name}`); return i >= 0
 const FIXTURE = resolve(opt('fixture', process.env.FIXTURE ?? join(ROOT, 'build/test')));
 const MOLT = resolve(opt('molt', process.env.MOLT ?? join(ROOT, 'build/runtime/molt')));
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
-const N = Number(opt('n', 30)), WARMUP = Number(opt('warmup', 5)), COLD = Number(opt('cold', 15));
+const N = Number(opt('n', 100)), WARMUP = Number(opt('warmup', 5)), COLD = Number(opt('cold', 15));
 const ENGINES = opt('engines', 'explorer,arquero,plain,typed,duckdb').split(',');
 const OPS = opt('ops', 'filter,group,map,sort,parseCSV,parseJSON').split(',');
 const UNIT = 'explorer@0.1.0';
