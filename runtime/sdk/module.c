@@ -115,7 +115,7 @@ static void vformat(char *out, size_t n, const char *fmt, va_list ap)
 		switch (*fmt) {
 		case 's': {
 			const char *s = va_arg(ap, const char *);
-			for (; *s && prec != 0; s++, prec--)
+			for (; prec != 0 && *s; s++, prec--)
 				put(out, n, &at, *s);
 			break;
 		}
