@@ -951,7 +951,9 @@ static int finish_aggregate(molt_task *t, xstep *s)
 				return oom(t);
 			for (g = 0; g < s->ng; g++)
 				rows[g] = (uint32_t)s->iacc[(size_t)g * s->naggs + k];
-			c = gather(src, rows, s->ng, name);
+			/* No input rows (so no group had one): nothing to copy. */
+			c = src->n ? gather(src, rows, s->ng, name)
+				   : empty_col(name, strlen(name), XSTRING, s->ng, src->nullable);
 			free(rows);
 			if (!c)
 				return oom(t);
