@@ -14,6 +14,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,13 +34,35 @@
 #define RETRIES_DEFAULT 3
 #define RETRIES_MAX 10
 #define BACKOFF_MS 200
-/* libcurl's receive buffer for artifacts: fewer, larger writes and hashes. */
+/* libcurl's receive buffer for artifacts: fewer, larger writes. */
 #define ARTIFACT_BUFFER (512L * 1024)
+/* The hasher thread reads the .part back in chunks of this size. */
+#define HASH_CHUNK (1u << 20)
 
 /* Sources found unreachable (after their retries) during the current
  * molt__fetch: the later files of that fetch skip them instead of waiting
  * through the same retries again. Bit i is rt->src[i]. */
 static _Thread_local unsigned int dead_src;
+
+/* Hashes the artifact on a second thread, behind the writer: the writer
+ * appends to the .part and publishes how far it got (`written`); the
+ * hasher reads [hashed, written) back with pread (from the page cache) and
+ * hashes it, so that receiving and hashing use two cores, as
+ * `curl | openssl dgst` does. `hash` belongs to the hasher while it runs. */
+typedef struct {
+	pthread_t tid;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int fd;
+	mr_sha256 *hash;
+	uint64_t hashed;   /* file offset hashed up to */
+	uint64_t written;  /* file offset written up to (by the writer) */
+	int running;       /* the thread was started and not yet joined */
+	int done;          /* the writer is finished: hash the rest and stop */
+	int cancel;        /* stop now; the hash will not be used */
+	int waiting;       /* the hasher sleeps until a chunk or `done` */
+	int err;           /* pread failed with this errno (-1: the file shrank) */
+} hasher;
 
 typedef struct {
 	mr_buf *buf;       /* metadata: kept in memory */
@@ -53,7 +76,10 @@ typedef struct {
 	int restarted;     /* a Range was ignored (200): the .part restarted at 0 */
 	int bad_range;     /* a 206 whose Content-Range does not start at `from` */
 	int io_errno;      /* writing the .part failed with this errno */
+	int hash_err;      /* the hasher failed: an errno, or -1 (the .part shrank) */
 	long range_start;  /* the start in the last Content-Range header (-1: none) */
+	hasher *hs;        /* the artifact's hasher thread (NULL: hash inline) */
+	const char *part;  /* the .part path, for messages */
 	CURL *c;
 	molt_runtime *rt;
 	const char *what;
@@ -86,6 +112,116 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
 	return len;
 }
 
+static void *hasher_main(void *arg)
+{
+	hasher *h = arg;
+	unsigned char *chunk = malloc(HASH_CHUNK);
+	uint64_t from, to;
+	ssize_t n;
+	size_t want;
+	int e;
+
+	pthread_mutex_lock(&h->mu);
+	if (!chunk)
+		h->err = ENOMEM;
+	for (;;) {
+		while (!h->err && !h->cancel && !h->done && h->written - h->hashed < HASH_CHUNK) {
+			h->waiting = 1;
+			pthread_cond_wait(&h->cv, &h->mu);
+		}
+		h->waiting = 0;
+		if (h->err || h->cancel || h->hashed == h->written)
+			break;
+		from = h->hashed;
+		to = h->written;
+		pthread_mutex_unlock(&h->mu);
+		want = to - from > HASH_CHUNK ? HASH_CHUNK : (size_t)(to - from);
+		do
+			n = pread(h->fd, chunk, want, (off_t)from);
+		while (n < 0 && errno == EINTR);
+		e = n < 0 ? errno : 0;
+		if (n > 0)
+			mr_sha256_update(h->hash, chunk, (size_t)n);
+		pthread_mutex_lock(&h->mu);
+		if (n < 0)
+			h->err = e ? e : EIO;
+		else if (n == 0)
+			h->err = -1;
+		else
+			h->hashed += (uint64_t)n;
+	}
+	pthread_mutex_unlock(&h->mu);
+	free(chunk);
+	return NULL;
+}
+
+/* Starts hashing `fd` into `hash` from offset `from` on a second thread.
+ * If no thread can be started, h->running stays 0 and on_data hashes
+ * inline, as before. */
+static void hasher_start(hasher *h, int fd, mr_sha256 *hash, uint64_t from)
+{
+	if (!h)
+		return;
+	h->fd = fd;
+	h->hash = hash;
+	h->hashed = h->written = from;
+	h->done = h->cancel = h->waiting = h->err = 0;
+	h->running = 0;
+	if (pthread_mutex_init(&h->mu, NULL))
+		return;
+	if (pthread_cond_init(&h->cv, NULL)) {
+		pthread_mutex_destroy(&h->mu);
+		return;
+	}
+	if (pthread_create(&h->tid, NULL, hasher_main, h)) {
+		pthread_cond_destroy(&h->cv);
+		pthread_mutex_destroy(&h->mu);
+		return;
+	}
+	h->running = 1;
+}
+
+/* Stops the hasher and joins it: with `finish`, once it has hashed all
+ * that was written; else at once (the hash is then thrown away). Returns
+ * its error (an errno, -1: the file shrank) or 0. */
+static int hasher_stop(hasher *h, int finish)
+{
+	if (!h || !h->running)
+		return 0;
+	pthread_mutex_lock(&h->mu);
+	h->done = 1;
+	h->cancel = !finish;
+	pthread_cond_signal(&h->cv);
+	pthread_mutex_unlock(&h->mu);
+	pthread_join(h->tid, NULL);
+	pthread_cond_destroy(&h->cv);
+	pthread_mutex_destroy(&h->mu);
+	h->running = 0;
+	return h->err;
+}
+
+/* Publishes the bytes written so far to the hasher; returns its error. */
+static int hasher_written(hasher *h, uint64_t written)
+{
+	int err;
+
+	pthread_mutex_lock(&h->mu);
+	h->written = written;
+	err = h->err;
+	if (h->waiting && h->written - h->hashed >= HASH_CHUNK)
+		pthread_cond_signal(&h->cv);
+	pthread_mutex_unlock(&h->mu);
+	return err;
+}
+
+static int hash_error(const sink *s, int err)
+{
+	if (err < 0)
+		return mr_error_set(MR_EIO, "%s shrank while it was being hashed; another "
+				    "process may be writing it", s->part);
+	return mr_error_set(MR_EIO, "reading %s back to hash it: %s", s->part, strerror(err));
+}
+
 /* Sets up a resumed body on its first bytes: a 206 must start where the
  * .part ends; a 200 is the whole file, so the .part starts over. */
 static int body_start(sink *s)
@@ -103,6 +239,7 @@ static int body_start(sink *s)
 	}
 	if (status != 200)
 		return 0; /* file:// has no status and honours the range */
+	hasher_stop(s->hs, 0);
 	mr_sha256_free(s->hash);
 	s->hash = NULL;
 	if (mr_sha256_new(&s->hash) || ftruncate(s->fd, 0) < 0 || lseek(s->fd, 0, SEEK_SET) < 0) {
@@ -111,6 +248,7 @@ static int body_start(sink *s)
 	}
 	s->got = 0;
 	s->restarted = 1;
+	hasher_start(s->hs, s->fd, s->hash, 0);
 	return 0;
 }
 
@@ -142,7 +280,7 @@ static size_t on_data(char *p, size_t size, size_t n, void *ud)
 		return 0;
 	}
 	s->got += len;
-	if (s->hash)
+	if (s->hash && !(s->hs && s->hs->running))
 		mr_sha256_update(s->hash, p, len);
 	if (s->buf && mr_buf_put(s->buf, p, len))
 		return 0;
@@ -150,6 +288,8 @@ static size_t on_data(char *p, size_t size, size_t n, void *ud)
 		s->io_errno = errno;
 		return 0;
 	}
+	if (s->hs && s->hs->running && (s->hash_err = hasher_written(s->hs, s->got)))
+		return 0;
 	if (s->rt->progress && s->fd >= 0)
 		s->rt->progress(s->what, s->got, s->cap, s->rt->progress_payload);
 	return len;
@@ -195,7 +335,7 @@ static int transfer(molt_runtime *rt, const char *src, const char *rel, sink *s,
 	}
 	s->rt = rt;
 	s->c = c;
-	s->started = s->over = s->bad_range = s->io_errno = 0;
+	s->started = s->over = s->bad_range = s->io_errno = s->hash_err = 0;
 	s->range_start = -1;
 	curl_easy_setopt(c, CURLOPT_URL, url);
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
@@ -226,6 +366,8 @@ static int transfer(molt_runtime *rt, const char *src, const char *rel, sink *s,
 	else if (cc == CURLE_WRITE_ERROR && s->io_errno)
 		rc = mr_error_set(MR_EIO, "fetching %s: writing the cache: %s", url,
 				  strerror(s->io_errno));
+	else if (cc == CURLE_WRITE_ERROR && s->hash_err)
+		rc = hash_error(s, s->hash_err);
 	else if (cc == CURLE_WRITE_ERROR && s->bad_range)
 		rc = mr_error_set(MR_EENV, "fetching %s: asked for bytes %llu- and the server "
 				  "answered with Content-Range starting at %ld",
@@ -513,8 +655,10 @@ static int get_artifact_from(molt_runtime *rt, const char *src, const char *rel,
 {
 	char have[MR_DIGEST_STR_LEN + 1];
 	unsigned char raw[MR_DIGEST_LEN];
-	sink s = { .fd = -1, .cap = size, .range_start = -1, .what = label };
-	int n = 0, max, again, joined = 0, clean = 0, rc;
+	hasher hs = { .running = 0 };
+	sink s = { .fd = -1, .cap = size, .range_start = -1, .what = label, .hs = &hs,
+		   .part = part };
+	int n = 0, max, again, joined = 0, clean = 0, rc, herr;
 
 	if ((rc = retries(&max)) || (rc = src_dead(rt, src, rel)))
 		return rc;
@@ -529,7 +673,12 @@ static int get_artifact_from(molt_runtime *rt, const char *src, const char *rel,
 			s.restarted = 0;
 			if (rt->progress)
 				rt->progress(label, s.got, size, rt->progress_payload);
+			hasher_start(&hs, s.fd, s.hash, s.got);
 			rc = transfer(rt, src, rel, &s, &again);
+			/* Every way out of a transfer stops the hasher here. */
+			herr = hasher_stop(&hs, !rc);
+			if (!rc && herr)
+				rc = hash_error(&s, herr);
 			if (s.restarted)
 				joined = 0; /* the server sent the whole file */
 			if (rc && s.bad_range && !clean) {
