@@ -8,6 +8,7 @@
 #include "mr/error.h"
 #include "mr/json.h"
 #include "mr/manifest.h"
+#include "mr/semver.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -266,64 +267,6 @@ static void live_remove(molt_unit *u)
 	pthread_mutex_unlock(&live_lock);
 }
 
-/* MAJOR.MINOR.PATCH[-pre] (as mrecipe reads versions); *pre is "" or "-...". */
-static int parse_semver(const char *s, long v[3], const char **pre)
-{
-	int i;
-
-	for (i = 0; i < 3; i++) {
-		char *end;
-		if (*s < '0' || *s > '9')
-			return -1;
-		v[i] = strtol(s, &end, 10);
-		if (v[i] < 0 || (*s == '0' && end - s > 1))
-			return -1;
-		s = end;
-		if (i < 2 && *s++ != '.')
-			return -1;
-	}
-	if (*s && *s != '-')
-		return -1;
-	*pre = s;
-	return 0;
-}
-
-/* 1 if `version` satisfies `range`: *, X.Y.Z or =X.Y.Z, ^X.Y.Z, ~X.Y.Z
- * (docs/recipes.md, the same rules as mrecipe's). */
-static int semver_satisfies(const char *version, const char *range)
-{
-	long have[3], want[3];
-	const char *hpre, *wpre;
-	char op = range[0];
-	int i;
-
-	if (parse_semver(version, have, &hpre))
-		return 0;
-	if (!strcmp(range, "*"))
-		return !*hpre;
-	if (op == '^' || op == '~' || op == '=')
-		range++;
-	else
-		op = '=';
-	if (parse_semver(range, want, &wpre))
-		return 0;
-	if (*hpre || *wpre)
-		return op == '=' && !strcmp(version, range);
-	for (i = 0; i < 3 && have[i] == want[i]; i++)
-		;
-	if (i == 3)
-		return 1;
-	if (op == '=' || have[i] < want[i])
-		return 0;
-	if (op == '~')
-		return i == 2;
-	if (want[0])
-		return i > 0;
-	if (want[1])
-		return i > 1;
-	return 0;
-}
-
 /* 1 if a unit named `name` whose version satisfies `range` is loaded into rt. */
 static int is_loaded(const molt_runtime *rt, const char *name, const char *range)
 {
@@ -333,7 +276,7 @@ static int is_loaded(const molt_runtime *rt, const char *name, const char *range
 	pthread_mutex_lock(&live_lock);
 	for (u = live; u && !found; u = u->next_live)
 		found = u->rt == rt && !strcmp(unit_name(u), name) &&
-			semver_satisfies(unit_version(u), range);
+			mr_semver_satisfies(unit_version(u), range);
 	pthread_mutex_unlock(&live_lock);
 	return found;
 }

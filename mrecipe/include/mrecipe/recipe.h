@@ -5,6 +5,7 @@
 #include "mr/buf.h"
 #include "mr/digest.h"
 #include "mr/json.h"
+#include "mr/semver.h"
 
 #include <stddef.h>
 
@@ -62,8 +63,5 @@ int mr_recipe_set_plan(const mr_recipe_set *set, mr_recipe **roots,
 
 /* Frees the set and its recipes. */
 void mr_recipe_set_free(mr_recipe_set *set);
-
-/* 1 if semver `version` satisfies `range` (*, =X.Y.Z, ^X.Y.Z, ~X.Y.Z). */
-int mr_semver_satisfies(const char *version, const char *range);
 
 #endif
