@@ -141,15 +141,21 @@ int main(int argc, char **argv)
 			printf("error: cannot read %s\n", sp + 1);
 			continue;
 		}
-		n = strlen(req);
-		if (!(fixed = malloc(n + 32)))
+		/* Every "$H" becomes the last handle: room for each one. */
+		n = strlen(req) + 1;
+		for (char *q = strstr(req, "$H"); q; q = strstr(q + 2, "$H"))
+			n += strlen(handle);
+		if (!(fixed = malloc(n)))
 			return 3;
-		fixed[0] = '\0';
-		for (char *p = req, *q; p; p = q ? q + 2 : NULL) {
-			q = strstr(p, "$H");
-			strncat(fixed, p, q ? (size_t)(q - p) : strlen(p));
-			if (q)
-				strcat(fixed, handle);
+		for (char *p = req, *q, *w = fixed; p; p = q ? q + 2 : NULL) {
+			size_t k = (q = strstr(p, "$H")) ? (size_t)(q - p) : strlen(p);
+			memcpy(w, p, k);
+			w += k;
+			if (q) {
+				memcpy(w, handle, strlen(handle));
+				w += strlen(handle);
+			}
+			*w = '\0';
 		}
 		if (molt_unit_call_json(u, line, fixed, &out))
 			printf("error: %s\n", molt_error_last());
